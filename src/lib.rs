@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MPL-2.0
+#![allow(unused_doc_comments)]
+
+//! # gst-yolo
+//!
+//! GStreamer elements for real-time YOLO object detection with ONNX Runtime: `yolodetect`
+//! attaches detections to each buffer, `yolooverlay` draws them. Applications read the
+//! detections through [`meta::DetectionMeta`].
+
+use gst::glib;
+
+pub mod detection;
+pub mod engine;
+pub mod frame;
+pub mod labels;
+pub mod meta;
+pub mod postprocess;
+pub mod preprocess;
+pub mod yolodetect;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    yolodetect::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    yolo,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    // GStreamer's list of licences knows "MPL", not the SPDX "MPL-2.0".
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

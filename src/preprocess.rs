@@ -1,0 +1,1 @@
+//! Letterbox pre-processing with Ultralytics' semantics (STUB: interface only; being written).

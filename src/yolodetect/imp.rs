@@ -1,0 +1,626 @@
+// SPDX-License-Identifier: MPL-2.0
+
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use parking_lot::Mutex;
+
+use crate::detection::Detection;
+use crate::engine::{self, Engine, EngineConfig, EngineError, Provider};
+use crate::frame::{FrameRef, PixelLayout, Plane, YuvColor, YuvMatrix};
+use crate::labels;
+use crate::meta::DetectionMeta;
+use crate::postprocess::{PostParams, Postprocessor};
+use crate::preprocess::Preprocessor;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "yolodetect",
+        gst::DebugColorFlags::empty(),
+        Some("YOLO object detection"),
+    )
+});
+
+/// ONNX Runtime's own log output.
+static ORT_CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "yoloort",
+        gst::DebugColorFlags::empty(),
+        Some("ONNX Runtime log output for yolodetect"),
+    )
+});
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstYoloExecutionProvider")]
+pub enum ExecutionProvider {
+    #[default]
+    #[enum_value(name = "CPU (ONNX Runtime's default provider)", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(name = "NVIDIA CUDA", nick = "cuda")]
+    Cuda = 1,
+    #[enum_value(name = "NVIDIA TensorRT", nick = "tensorrt")]
+    TensorRt = 2,
+    #[enum_value(name = "TensorRT, then CUDA, then CPU: the first that starts", nick = "auto")]
+    Auto = 3,
+}
+
+impl From<ExecutionProvider> for Provider {
+    fn from(p: ExecutionProvider) -> Provider {
+        match p {
+            ExecutionProvider::Cpu => Provider::Cpu,
+            ExecutionProvider::Cuda => Provider::Cuda,
+            ExecutionProvider::TensorRt => Provider::TensorRt,
+            ExecutionProvider::Auto => Provider::Auto,
+        }
+    }
+}
+
+const DEFAULT_CONF: f32 = 0.25;
+const DEFAULT_IOU: f32 = 0.7;
+const DEFAULT_MAX_DET: u32 = 300;
+
+/// Property values. `Default` is the single source of defaults.
+#[derive(Debug, Clone)]
+struct Settings {
+    model: Option<PathBuf>,
+    label_file: Option<PathBuf>,
+    conf_threshold: f32,
+    iou_threshold: f32,
+    agnostic_nms: bool,
+    max_detections: u32,
+    /// Class ids to keep; empty keeps all. Shared so the per-frame copy does not allocate.
+    classes: Arc<[u32]>,
+    num_threads: u32,
+    execution_provider: ExecutionProvider,
+    device_id: i32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model: None,
+            label_file: None,
+            conf_threshold: DEFAULT_CONF,
+            iou_threshold: DEFAULT_IOU,
+            agnostic_nms: false,
+            max_detections: DEFAULT_MAX_DET,
+            classes: Arc::from(Vec::new()),
+            num_threads: 0,
+            execution_provider: ExecutionProvider::Cpu,
+            device_id: 0,
+        }
+    }
+}
+
+/// Runtime data, built in `start`/`set_caps`, dropped in `stop`.
+struct State {
+    engine: Engine,
+    labels: Vec<Arc<str>>,
+    pre: Preprocessor,
+    post: Postprocessor,
+    /// The model input tensor, reused every frame.
+    input: Vec<f32>,
+    detections: Vec<Detection>,
+    info: Option<gst_video::VideoInfo>,
+    layout: Option<(PixelLayout, YuvColor)>,
+}
+
+#[derive(Default)]
+pub struct YoloDetect {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for YoloDetect {
+    const NAME: &'static str = "GstYoloDetect";
+    type Type = super::YoloDetect;
+    type ParentType = gst_base::BaseTransform;
+}
+
+fn parse_classes(s: &str) -> Result<Vec<u32>, String> {
+    s.split([',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .map_err(|_| format!("`{t}` is not a class id (use e.g. \"0,2,5\")"))
+        })
+        .collect()
+}
+
+impl ObjectImpl for YoloDetect {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let s = Settings::default();
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb("Path to a YOLO ONNX model (YOLOv5/v8/11 heads or end-to-end [B,K,6] exports); changeable in NULL or READY")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("label-file")
+                    .nick("Label file")
+                    .blurb("Text file with one class name per line, overriding the model's own names; changeable in NULL or READY")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("conf-threshold")
+                    .nick("Confidence threshold")
+                    .blurb("Keep detections whose confidence is strictly greater than this")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(s.conf_threshold)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("iou-threshold")
+                    .nick("IoU threshold")
+                    .blurb("Non-maximum suppression drops a box overlapping a better one by more than this IoU")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(s.iou_threshold)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("agnostic-nms")
+                    .nick("Class-agnostic NMS")
+                    .blurb("Suppress overlapping boxes across classes (default: only within a class)")
+                    .default_value(s.agnostic_nms)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-detections")
+                    .nick("Maximum detections")
+                    .blurb("Keep at most this many detections per frame, best first")
+                    .minimum(1)
+                    .maximum(10_000)
+                    .default_value(s.max_detections)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("classes")
+                    .nick("Classes")
+                    .blurb("Comma-separated class ids to keep, e.g. \"0,2\"; empty keeps all")
+                    .default_value(Some(""))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("num-threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads; 0 = one per available CPU core")
+                    .minimum(0)
+                    .maximum(256)
+                    .default_value(s.num_threads)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", s.execution_provider)
+                    .nick("Execution provider")
+                    .blurb("ONNX Runtime execution provider; an explicit GPU provider that cannot start is an error")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("device-id")
+                    .nick("Device id")
+                    .blurb("GPU index for the CUDA and TensorRT providers")
+                    .minimum(0)
+                    .maximum(1024)
+                    .default_value(s.device_id)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("active-provider")
+                    .nick("Active provider")
+                    .blurb("The execution provider actually running the model (empty until started)")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock();
+        match pspec.name() {
+            "model" => {
+                s.model = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            }
+            "label-file" => {
+                s.label_file = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            }
+            "conf-threshold" => s.conf_threshold = value.get().expect("type checked upstream"),
+            "iou-threshold" => s.iou_threshold = value.get().expect("type checked upstream"),
+            "agnostic-nms" => s.agnostic_nms = value.get().expect("type checked upstream"),
+            "max-detections" => s.max_detections = value.get().expect("type checked upstream"),
+            "classes" => {
+                let text: Option<String> = value.get().expect("type checked upstream");
+                match parse_classes(text.as_deref().unwrap_or("")) {
+                    Ok(c) => s.classes = Arc::from(c),
+                    Err(e) => {
+                        drop(s);
+                        gst::element_imp_warning!(self, gst::LibraryError::Settings, ["invalid classes: {e}; keeping the previous value"]);
+                    }
+                }
+            }
+            "num-threads" => s.num_threads = value.get().expect("type checked upstream"),
+            "execution-provider" => s.execution_provider = value.get().expect("type checked upstream"),
+            "device-id" => s.device_id = value.get().expect("type checked upstream"),
+            _ => unimplemented!(),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock();
+        match pspec.name() {
+            "model" => s.model.as_ref().map(|p| p.display().to_string()).to_value(),
+            "label-file" => s.label_file.as_ref().map(|p| p.display().to_string()).to_value(),
+            "conf-threshold" => s.conf_threshold.to_value(),
+            "iou-threshold" => s.iou_threshold.to_value(),
+            "agnostic-nms" => s.agnostic_nms.to_value(),
+            "max-detections" => s.max_detections.to_value(),
+            "classes" => s
+                .classes
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+                .to_value(),
+            "num-threads" => s.num_threads.to_value(),
+            "execution-provider" => s.execution_provider.to_value(),
+            "device-id" => s.device_id.to_value(),
+            "active-provider" => {
+                drop(s);
+                self.state
+                    .lock()
+                    .as_ref()
+                    .map(|st| st.engine.provider().name())
+                    .unwrap_or("")
+                    .to_value()
+            }
+            _ => unimplemented!(),
+        }
+    }
+}
+
+impl GstObjectImpl for YoloDetect {}
+
+impl ElementImpl for YoloDetect {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "YOLO object detector",
+                "Filter/Analyzer/Video",
+                "Detects objects with a YOLO ONNX model through ONNX Runtime and attaches them as metadata",
+                "gst-yolo developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = supported_caps();
+            vec![
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
+                    .expect("valid template"),
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
+                    .expect("valid template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+/// The raw video formats both elements handle (letterboxing/drawing convert internally).
+pub(crate) fn supported_caps() -> gst::Caps {
+    use gst_video::VideoFormat as F;
+    gst_video::VideoCapsBuilder::new()
+        .format_list([
+            F::Rgb,
+            F::Bgr,
+            F::Rgbx,
+            F::Bgrx,
+            F::Xrgb,
+            F::Xbgr,
+            F::Rgba,
+            F::Bgra,
+            F::I420,
+            F::Nv12,
+        ])
+        .build()
+}
+
+/// Maps caps to the element-internal frame description.
+pub(crate) fn layout_of(info: &gst_video::VideoInfo) -> Option<(PixelLayout, YuvColor)> {
+    use gst_video::VideoFormat as F;
+    let layout = match info.format() {
+        F::Rgb => PixelLayout::Rgb,
+        F::Bgr => PixelLayout::Bgr,
+        F::Rgbx => PixelLayout::Rgbx,
+        F::Bgrx => PixelLayout::Bgrx,
+        F::Xrgb => PixelLayout::Xrgb,
+        F::Xbgr => PixelLayout::Xbgr,
+        F::Rgba => PixelLayout::Rgba,
+        F::Bgra => PixelLayout::Bgra,
+        F::I420 => PixelLayout::I420,
+        F::Nv12 => PixelLayout::Nv12,
+        _ => return None,
+    };
+    let c = info.colorimetry();
+    let matrix = match c.matrix() {
+        gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
+        gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::Bt2020,
+        _ => YuvMatrix::Bt601,
+    };
+    let full_range = c.range() == gst_video::VideoColorRange::Range0_255;
+    Some((layout, YuvColor { matrix, full_range }))
+}
+
+/// Describes a mapped GStreamer frame to the GStreamer-free modules.
+pub(crate) fn frame_ref<'a>(
+    frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>,
+    layout: PixelLayout,
+    color: YuvColor,
+) -> Result<FrameRef<'a>, glib::BoolError> {
+    let empty = Plane { data: &[], stride: 0 };
+    let mut planes = [empty; 3];
+    for (i, p) in planes.iter_mut().enumerate().take(layout.n_planes()) {
+        *p = Plane {
+            data: frame.plane_data(i as u32)?,
+            stride: frame.plane_stride()[i] as usize,
+        };
+    }
+    Ok(FrameRef {
+        layout,
+        width: frame.width(),
+        height: frame.height(),
+        planes,
+        color,
+    })
+}
+
+impl YoloDetect {
+    fn build_state(&self, s: &Settings) -> Result<State, gst::ErrorMessage> {
+        let Some(model) = s.model.clone() else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ["no model set: set the `model` property to a YOLO ONNX file, e.g. yolodetect model=yolov8n.onnx"]
+            ));
+        };
+        let mut cfg = EngineConfig::new(model);
+        cfg.provider = s.execution_provider.into();
+        cfg.device_id = s.device_id;
+        cfg.num_threads = s.num_threads as usize;
+        let engine = Engine::new(&cfg).map_err(|e| engine_error_msg(&e))?;
+        let info = engine.info().clone();
+        gst::info!(
+            CAT,
+            imp = self,
+            "loaded {} ({}x{}, head {}, {} names) on {} with ONNX Runtime from {}",
+            cfg.model.display(),
+            info.input_width,
+            info.input_height,
+            info.head.describe(),
+            info.names.as_ref().map_or(0, Vec::len),
+            engine.provider().name(),
+            engine.runtime_path().display()
+        );
+        let labels = self.load_labels(s, &info)?;
+        let input = vec![0.0f32; engine.input_len()];
+        Ok(State {
+            engine,
+            labels,
+            pre: Preprocessor::new(),
+            post: Postprocessor::new(),
+            input,
+            detections: Vec::with_capacity(DEFAULT_MAX_DET as usize),
+            info: None,
+            layout: None,
+        })
+    }
+
+    fn load_labels(&self, s: &Settings, info: &engine::ModelInfo) -> Result<Vec<Arc<str>>, gst::ErrorMessage> {
+        let num_classes = info.head.num_classes();
+        let names: Vec<String> = if let Some(path) = &s.label_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ["cannot read label file {}: {e}", path.display()]
+                )
+            })?;
+            let labels = labels::parse_label_file(&text).map_err(|e| {
+                gst::error_msg!(gst::ResourceError::Settings, ["label file {}: {e}", path.display()])
+            })?;
+            if let Some(n) = num_classes {
+                labels::check_count(&labels, n).map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::Settings, ["label file {}: {e}", path.display()])
+                })?;
+            }
+            labels
+        } else if let Some(names) = &info.names {
+            names.clone()
+        } else {
+            gst::warning!(CAT, imp = self, "model has no class names and no label-file is set: labels will be class ids");
+            (0..num_classes.unwrap_or(0)).map(|i| format!("class{i}")).collect()
+        };
+        Ok(names.into_iter().map(Arc::from).collect())
+    }
+}
+
+fn engine_error_msg(e: &EngineError) -> gst::ErrorMessage {
+    match e {
+        EngineError::RuntimeNotFound { .. } => gst::error_msg!(gst::LibraryError::Init, ["{e}"]),
+        EngineError::ModelNotFound(_) => gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]),
+        EngineError::ModelLoad { .. } | EngineError::NotADetector { .. } | EngineError::Head { .. } => {
+            gst::error_msg!(gst::ResourceError::OpenRead, ["{e}"])
+        }
+        EngineError::Provider { .. } => gst::error_msg!(gst::LibraryError::Init, ["{e}"]),
+        EngineError::Inference(_) => gst::error_msg!(gst::StreamError::Failed, ["{e}"]),
+    }
+}
+
+impl BaseTransformImpl for YoloDetect {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        install_ort_logger();
+        let settings = self.settings.lock().clone();
+        let state = self.build_state(&settings)?;
+        let provider = state.engine.provider();
+        *self.state.lock() = Some(state);
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(
+                gst::Structure::builder("yolodetect-started")
+                    .field("execution-provider", provider.name())
+                    .build(),
+            )
+            .src(&*self.obj())
+            .build(),
+        );
+        self.obj().notify("active-provider");
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock() = None;
+        gst::info!(CAT, imp = self, "stopped");
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse caps {incaps}"))?;
+        let layout = layout_of(&info).ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {incaps}"))?;
+        if info.width() == 0 || info.height() == 0 {
+            return Err(gst::loggable_error!(CAT, "zero-sized frames in caps {incaps}"));
+        }
+        gst::debug!(CAT, imp = self, "configured for {incaps}");
+        let mut state = self.state.lock();
+        let st = state.as_mut().ok_or_else(|| gst::loggable_error!(CAT, "caps before start"))?;
+        st.info = Some(info);
+        st.layout = Some(layout);
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let s = self.settings.lock().clone();
+        let mut guard = self.state.lock();
+        let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let (Some(info), Some((layout, color))) = (st.info.as_ref(), st.layout) else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first buffer"]);
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let t0 = Instant::now();
+
+        // Map read-only: the video passes through untouched, so no copy-on-write is triggered.
+        let letterbox = {
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["cannot map the video frame"]);
+                gst::FlowError::Error
+            })?;
+            let fr = frame_ref(&frame, layout, color).map_err(|_| {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["cannot read the frame's planes"]);
+                gst::FlowError::Error
+            })?;
+            let (w, h) = (st.engine.info().input_width, st.engine.info().input_height);
+            st.pre.run(&fr, w, h, &mut st.input).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ["pre-processing failed: {e}"]);
+                gst::FlowError::Error
+            })?
+        };
+        let t1 = Instant::now();
+
+        let params = PostParams {
+            conf_threshold: s.conf_threshold,
+            iou_threshold: s.iou_threshold,
+            agnostic: s.agnostic_nms,
+            max_detections: s.max_detections as usize,
+            classes: &s.classes,
+        };
+        let State {
+            engine,
+            labels,
+            post,
+            input,
+            detections,
+            ..
+        } = st;
+        let head = engine.info().head.clone();
+        let t2 = engine
+            .run(input, 1, |_shape, data| {
+                let t2 = Instant::now();
+                post.run(&head, data, &params, &letterbox, labels, detections);
+                t2
+            })
+            .map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
+                gst::FlowError::Error
+            })?;
+        let t3 = Instant::now();
+
+        let model_input = (engine.info().input_width, engine.info().input_height);
+        attach_roi_metas(buf, detections, letterbox.src_w, letterbox.src_h);
+        DetectionMeta::add(buf, detections.clone(), model_input);
+        let t4 = Instant::now();
+        gst::log!(
+            CAT,
+            imp = self,
+            "{} detections; pre {:?} infer {:?} post {:?} meta {:?}",
+            detections.len(),
+            t1 - t0,
+            t2 - t1,
+            t3 - t2,
+            t4 - t3
+        );
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// One `GstVideoRegionOfInterestMeta` per detection with DL Streamer's `detection` structure,
+/// so applications can read results without this crate.
+fn attach_roi_metas(buf: &mut gst::BufferRef, dets: &[Detection], w: u32, h: u32) {
+    let (fw, fh) = (w.max(1) as f64, h.max(1) as f64);
+    for d in dets {
+        let x = d.x1.max(0.0).round() as u32;
+        let y = d.y1.max(0.0).round() as u32;
+        let rw = (d.x2.round() as u32).saturating_sub(x);
+        let rh = (d.y2.round() as u32).saturating_sub(y);
+        let mut roi = gst_video::VideoRegionOfInterestMeta::add(buf, &d.label, (x, y, rw, rh));
+        roi.add_param(
+            gst::Structure::builder("detection")
+                .field("label_id", d.class_id as i32)
+                .field("confidence", d.confidence as f64)
+                .field("x_min", d.x1 as f64 / fw)
+                .field("y_min", d.y1 as f64 / fh)
+                .field("x_max", d.x2 as f64 / fw)
+                .field("y_max", d.y2 as f64 / fh)
+                .build(),
+        );
+    }
+}
+
+/// Routes ONNX Runtime's log lines into the `yoloort` debug category (once per process).
+fn install_ort_logger() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        engine::set_log_sink(Arc::new(|level, msg| {
+            use ort::logging::LogLevel as L;
+            let gst_level = match level {
+                L::Verbose => gst::DebugLevel::Log,
+                L::Info => gst::DebugLevel::Info,
+                L::Warning => gst::DebugLevel::Warning,
+                L::Error | L::Fatal => gst::DebugLevel::Error,
+            };
+            if gst_level <= ORT_CAT.threshold() {
+                gst::log_with_level!(ORT_CAT, level: gst_level, "{msg}");
+            }
+        }));
+    });
+}

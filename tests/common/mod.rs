@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Shared test helpers: plugin registration, paths to ../shared, running pipelines and
+//! comparing detections with the reference under the tolerance of `reference/README.md`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Once;
+
+use gst::prelude::*;
+use gstyolo::meta::{Detection, DetectionMeta};
+
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        gst::init().expect("gst::init");
+        gstyolo::plugin_register_static().expect("register gstyolo");
+    });
+}
+
+/// `../shared` next to the repository, or `$GST_YOLO_SHARED`.
+pub fn shared() -> PathBuf {
+    std::env::var_os("GST_YOLO_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+pub fn model(name: &str) -> PathBuf {
+    shared().join("models").join(name)
+}
+
+pub fn media(rel: &str) -> PathBuf {
+    shared().join("media").join(rel)
+}
+
+pub fn reference(name: &str) -> serde_json::Value {
+    let p = shared().join("reference").join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("reference JSON")
+}
+
+/// A detection as the reference gives it.
+#[derive(Debug, Clone)]
+pub struct RefDet {
+    pub class_id: u32,
+    pub conf: f32,
+    pub bbox: [f32; 4],
+}
+
+pub fn ref_dets(v: &serde_json::Value) -> Vec<RefDet> {
+    v.as_array()
+        .expect("detections array")
+        .iter()
+        .map(|d| {
+            let b = d["box_xyxy"].as_array().expect("box");
+            RefDet {
+                class_id: d["class_id"].as_u64().expect("class_id") as u32,
+                conf: d["conf"].as_f64().expect("conf") as f32,
+                bbox: [0, 1, 2, 3].map(|i| b[i].as_f64().expect("coord") as f32),
+            }
+        })
+        .collect()
+}
+
+pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if ua <= 0.0 { 0.0 } else { inter / ua }
+}
+
+/// The two tiers of `reference/README.md`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tolerance {
+    pub min_conf: f32,
+    pub min_iou: f32,
+    pub max_conf_diff: f32,
+}
+
+pub const EXACT: Tolerance = Tolerance {
+    min_conf: 0.30,
+    min_iou: 0.95,
+    max_conf_diff: 0.02,
+};
+pub const DECODED: Tolerance = Tolerance {
+    min_conf: 0.35,
+    min_iou: 0.8,
+    max_conf_diff: 0.15,
+};
+
+/// Checks `out` against `reference` under `tol`; returns the list of problems (empty = match).
+pub fn compare(what: &str, out: &[Detection], reference: &[RefDet], tol: Tolerance) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in reference.iter().filter(|r| r.conf >= tol.min_conf) {
+        let ok = out.iter().any(|o| {
+            o.class_id == r.class_id
+                && iou(o.bbox(), r.bbox) >= tol.min_iou
+                && (o.confidence - r.conf).abs() <= tol.max_conf_diff
+        });
+        if !ok {
+            let best = out
+                .iter()
+                .filter(|o| o.class_id == r.class_id)
+                .map(|o| (iou(o.bbox(), r.bbox), o.confidence))
+                .fold((0.0f32, 0.0f32), |a, b| if b.0 > a.0 { b } else { a });
+            problems.push(format!(
+                "{what}: reference {r:?} unmatched (best same-class IoU {:.3}, conf {:.3})",
+                best.0, best.1
+            ));
+        }
+    }
+    for o in out.iter().filter(|o| o.confidence >= tol.min_conf) {
+        let ok = reference
+            .iter()
+            .any(|r| r.class_id == o.class_id && iou(o.bbox(), r.bbox) >= 0.5);
+        if !ok {
+            problems.push(format!("{what}: extra output {o:?} with no reference box"));
+        }
+    }
+    problems
+}
+
+/// Detections of each buffer that reaches the appsink named `sink`, in order.
+pub fn run_pipeline(desc: &str) -> Result<Vec<(gst::Buffer, Vec<Detection>)>, String> {
+    init();
+    let pipeline = gst::parse::launch(desc)
+        .map_err(|e| format!("parse {desc}: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    let sink = pipeline
+        .by_name("sink")
+        .expect("appsink named sink")
+        .downcast::<gst_app::AppSink>()
+        .expect("appsink");
+    sink.set_property("sync", false);
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out2 = out.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buf = sample.buffer_owned().ok_or(gst::FlowError::Error)?;
+                let dets = buf
+                    .meta::<DetectionMeta>()
+                    .map(|m| m.detections().to_vec())
+                    .unwrap_or_default();
+                out2.lock().unwrap().push((buf, dets));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let res = run_to_eos(&pipeline);
+    pipeline.set_state(gst::State::Null).ok();
+    res?;
+    let v = std::mem::take(&mut *out.lock().unwrap());
+    Ok(v)
+}
+
+/// Plays `pipeline` until EOS; an error message on the bus becomes `Err(text)`.
+pub fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
+    let bus = pipeline.bus().expect("bus");
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        // The error message (if any) says why.
+        if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error]) {
+            return Err(error_text(&msg));
+        }
+        return Err(format!("state change failed: {e}"));
+    }
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(300)) {
+        match msg.view() {
+            gst::MessageView::Eos(..) => return Ok(()),
+            gst::MessageView::Error(_) => return Err(error_text(&msg)),
+            _ => {}
+        }
+    }
+    Err("timed out waiting for EOS".into())
+}
+
+pub fn error_text(msg: &gst::Message) -> String {
+    match msg.view() {
+        gst::MessageView::Error(e) => format!(
+            "{} ({})",
+            e.error(),
+            e.debug().map(|d| d.to_string()).unwrap_or_default()
+        ),
+        _ => format!("{msg:?}"),
+    }
+}
+
+/// Runs one still image through `decoder ! videoconvert ! caps ! yolodetect`.
+pub fn detect_image(path: &std::path::Path, decoder: &str, format: &str, extra: &str) -> Vec<Detection> {
+    let desc = format!(
+        "filesrc location=\"{}\" ! {decoder} ! videoconvert ! video/x-raw,format={format} ! yolodetect {extra} ! appsink name=sink",
+        path.display()
+    );
+    let mut v = run_pipeline(&desc).unwrap_or_else(|e| panic!("{desc}: {e}"));
+    assert_eq!(v.len(), 1, "one frame expected from {desc}");
+    v.pop().unwrap().1
+}
