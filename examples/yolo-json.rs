@@ -31,7 +31,13 @@ fn parse_args() -> Result<Args, String> {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
             "--model" => model = Some(PathBuf::from(val("--model")?)),
-            "--conf" => conf = Some(val("--conf")?.parse().map_err(|_| "--conf takes a number")?),
+            "--conf" => {
+                conf = Some(
+                    val("--conf")?
+                        .parse()
+                        .map_err(|_| "--conf takes a number")?,
+                )
+            }
             "--iou" => iou = Some(val("--iou")?.parse().map_err(|_| "--iou takes a number")?),
             "-h" | "--help" => return Err(String::new()),
             _ if input.is_none() => input = Some(a),
@@ -58,11 +64,13 @@ fn default_model() -> Option<PathBuf> {
 }
 
 fn to_uri(input: &str) -> Result<String, String> {
-    if gst::Uri::is_valid(input) {
+    if input.contains("://") {
         return Ok(input.to_string());
     }
     let p = std::fs::canonicalize(input).map_err(|e| format!("{input}: {e}"))?;
-    gst::filename_to_uri(&p).map(|u| u.to_string()).map_err(|e| e.to_string())
+    gst::glib::filename_to_uri(&p, None)
+        .map(|u| u.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -78,8 +86,11 @@ fn run(args: Args) -> Result<(), String> {
         .property("uri", &uri)
         .build()
         .map_err(|e| e.to_string())?;
-    let convert = gst::ElementFactory::make("videoconvert").build().map_err(|e| e.to_string())?;
-    let mut det = gst::ElementFactory::make("yolodetect").property("model", model.display().to_string());
+    let convert = gst::ElementFactory::make("videoconvert")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut det =
+        gst::ElementFactory::make("yolodetect").property("model", model.display().to_string());
     if let Some(c) = args.conf {
         det = det.property("conf-threshold", c);
     }
@@ -92,7 +103,9 @@ fn run(args: Args) -> Result<(), String> {
         .add_many([&src, &convert, &det, sink.upcast_ref()])
         .map_err(|e| e.to_string())?;
     gst::Element::link_many([&convert, &det, sink.upcast_ref()]).map_err(|e| e.to_string())?;
-    let convert_sink = convert.static_pad("sink").expect("videoconvert has a sink pad");
+    let convert_sink = convert
+        .static_pad("sink")
+        .expect("videoconvert has a sink pad");
     src.connect_pad_added(move |_, pad| {
         let is_video = pad
             .current_caps()
@@ -141,7 +154,9 @@ fn run(args: Args) -> Result<(), String> {
             .build(),
     );
 
-    pipeline.set_state(gst::State::Playing).map_err(|_| bus_error(&pipeline))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| bus_error(&pipeline))?;
     let bus = pipeline.bus().expect("pipeline has a bus");
     let mut result = Ok(());
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
@@ -150,7 +165,9 @@ fn run(args: Args) -> Result<(), String> {
             gst::MessageView::Error(e) => {
                 result = Err(format!(
                     "{}: {}{}",
-                    e.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                    e.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default(),
                     e.error(),
                     e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
                 ));
@@ -166,7 +183,9 @@ fn run(args: Args) -> Result<(), String> {
 fn bus_error(pipeline: &gst::Pipeline) -> String {
     pipeline
         .bus()
-        .and_then(|b| b.timed_pop_filtered(gst::ClockTime::from_seconds(2), &[gst::MessageType::Error]))
+        .and_then(|b| {
+            b.timed_pop_filtered(gst::ClockTime::from_seconds(2), &[gst::MessageType::Error])
+        })
         .and_then(|m| match m.view() {
             gst::MessageView::Error(e) => Some(e.error().to_string()),
             _ => None,

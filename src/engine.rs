@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ort::ep::{self, ExecutionProvider as _};
+use ort::ep;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorRef, ValueType};
@@ -128,15 +128,29 @@ pub struct ModelInfo {
 #[derive(Debug)]
 pub enum EngineError {
     /// No ONNX Runtime library could be loaded; lists what was tried.
-    RuntimeNotFound { tried: Vec<(String, String)> },
+    RuntimeNotFound {
+        tried: Vec<(String, String)>,
+    },
     ModelNotFound(PathBuf),
     /// The file exists but ONNX Runtime cannot load it (truncated, not ONNX, unsupported ops).
-    ModelLoad { path: PathBuf, reason: String },
+    ModelLoad {
+        path: PathBuf,
+        reason: String,
+    },
     /// The model loads but is not a YOLO detector we support.
-    NotADetector { path: PathBuf, reason: String },
-    Head { path: PathBuf, error: HeadError },
+    NotADetector {
+        path: PathBuf,
+        reason: String,
+    },
+    Head {
+        path: PathBuf,
+        error: HeadError,
+    },
     /// An explicitly requested execution provider could not be registered.
-    Provider { provider: Provider, reason: String },
+    Provider {
+        provider: Provider,
+        reason: String,
+    },
     Inference(String),
 }
 
@@ -173,7 +187,11 @@ impl fmt::Display for EngineError {
                 path.display()
             ),
             EngineError::Head { path, error } => {
-                write!(f, "model {} is not a supported YOLO detector: {error}", path.display())
+                write!(
+                    f,
+                    "model {} is not a supported YOLO detector: {error}",
+                    path.display()
+                )
             }
             EngineError::Provider { provider, reason } => write!(
                 f,
@@ -307,7 +325,9 @@ impl Engine {
                 }
                 match found {
                     Some(f) => f,
-                    None => return Err(last.unwrap_or(EngineError::Inference("no provider".into()))),
+                    None => {
+                        return Err(last.unwrap_or(EngineError::Inference("no provider".into())));
+                    }
                 }
             }
             p => (create_session(&rt, cfg, p)?, p),
@@ -356,9 +376,9 @@ impl Engine {
             self.info.input_width as i64,
         ];
         let need = batch * self.input_len();
-        let input = input
-            .get(..need)
-            .ok_or_else(|| EngineError::Inference(format!("input has {} values, need {need}", input.len())))?;
+        let input = input.get(..need).ok_or_else(|| {
+            EngineError::Inference(format!("input has {} values, need {need}", input.len()))
+        })?;
         let tensor = TensorRef::from_array_view((shape, input))
             .map_err(|e| EngineError::Inference(e.to_string()))?;
         let outputs = self
@@ -396,7 +416,11 @@ fn provider_error(provider: Provider, e: impl fmt::Display) -> EngineError {
     }
 }
 
-fn create_session(rt: &Runtime, cfg: &EngineConfig, provider: Provider) -> Result<Session, EngineError> {
+fn create_session(
+    rt: &Runtime,
+    cfg: &EngineConfig,
+    provider: Provider,
+) -> Result<Session, EngineError> {
     let model_err = |e: &dyn fmt::Display| EngineError::ModelLoad {
         path: cfg.model.clone(),
         reason: e.to_string(),
@@ -409,14 +433,22 @@ fn create_session(rt: &Runtime, cfg: &EngineConfig, provider: Provider) -> Resul
     let builder = Session::builder(&rt.env).map_err(|e| model_err(&e))?;
     let builder = builder
         .with_optimization_level(GraphOptimizationLevel::All)
-        .and_then(|b| b.with_intra_threads(threads))
-        .and_then(|b| b.with_inter_threads(1))
-        // Spinning worker threads steal the cores that decoding and pre-processing need.
-        .and_then(|b| b.with_intra_op_spinning(false))
-        .and_then(|b| b.with_inter_op_spinning(false))
+        .map_err(|e| model_err(&e))?;
+    let builder = builder
+        .with_intra_threads(threads)
+        .map_err(|e| model_err(&e))?;
+    let builder = builder.with_inter_threads(1).map_err(|e| model_err(&e))?;
+    // Spinning worker threads steal the cores that decoding and pre-processing need.
+    let builder = builder
+        .with_intra_op_spinning(false)
+        .map_err(|e| model_err(&e))?;
+    let builder = builder
+        .with_inter_op_spinning(false)
         .map_err(|e| model_err(&e))?;
 
-    let cpu = ep::CPU::default().with_arena_allocator(cfg.cpu_arena).build();
+    let cpu = ep::CPU::default()
+        .with_arena_allocator(cfg.cpu_arena)
+        .build();
     let eps = match provider {
         Provider::Cpu | Provider::Auto => vec![cpu],
         Provider::Cuda => {
@@ -425,7 +457,11 @@ fn create_session(rt: &Runtime, cfg: &EngineConfig, provider: Provider) -> Resul
         }
         Provider::TensorRt => {
             check_available::<ep::TensorRT>(provider)?;
-            vec![tensorrt_ep(cfg).error_on_failure(), cuda_ep(cfg).error_on_failure(), cpu]
+            vec![
+                tensorrt_ep(cfg).error_on_failure(),
+                cuda_ep(cfg).error_on_failure(),
+                cpu,
+            ]
         }
     };
     // error_on_failure above: a GPU provider that fails to register is an error, never ONNX
@@ -436,7 +472,9 @@ fn create_session(rt: &Runtime, cfg: &EngineConfig, provider: Provider) -> Resul
     let bytes = std::fs::read(&cfg.model).map_err(|e| model_err(&e))?;
     builder.commit_from_memory(&bytes).map_err(|e| {
         let msg = e.to_string();
-        if provider != Provider::Cpu && (msg.contains("CUDA") || msg.contains("TensorRT") || msg.contains("cuda")) {
+        if provider != Provider::Cpu
+            && (msg.contains("CUDA") || msg.contains("TensorRT") || msg.contains("cuda"))
+        {
             provider_error(provider, msg)
         } else {
             model_err(&msg)

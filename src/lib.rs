@@ -10,7 +10,9 @@
 use gst::glib;
 
 pub mod detection;
+pub mod draw;
 pub mod engine;
+mod font;
 pub mod frame;
 pub mod labels;
 pub mod meta;

@@ -129,7 +129,10 @@ mod imp {
         true.into_glib()
     }
 
-    unsafe extern "C" fn meta_free(meta: *mut gst::ffi::GstMeta, _buffer: *mut gst::ffi::GstBuffer) {
+    unsafe extern "C" fn meta_free(
+        meta: *mut gst::ffi::GstMeta,
+        _buffer: *mut gst::ffi::GstBuffer,
+    ) {
         // SAFETY: init wrote the fields; free runs once.
         unsafe {
             let meta = &mut *(meta as *mut DetectionMeta);
@@ -161,7 +164,12 @@ mod imp {
             let t = unsafe { &*(data as *const gst_video::ffi::GstVideoMetaTransform) };
             // SAFETY: both infos are valid for the call.
             let (iw, ih, ow, oh) = unsafe {
-                ((*t.in_info).width, (*t.in_info).height, (*t.out_info).width, (*t.out_info).height)
+                (
+                    (*t.in_info).width,
+                    (*t.in_info).height,
+                    (*t.out_info).width,
+                    (*t.out_info).height,
+                )
             };
             if iw <= 0 || ih <= 0 {
                 return false.into_glib();

@@ -28,7 +28,10 @@ fn no_model_property() {
 #[test]
 fn missing_model_file() {
     let e = start_error("model=/nonexistent/yolo.onnx");
-    assert!(e.contains("/nonexistent/yolo.onnx") && e.contains("does not exist"), "{e}");
+    assert!(
+        e.contains("/nonexistent/yolo.onnx") && e.contains("does not exist"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -106,13 +109,19 @@ fn model_that_is_not_a_detector() {
     std::fs::write(&p, identity_model(&[1, 3, 32, 32])).unwrap();
     let e = start_error(&format!("model=\"{}\"", p.display()));
     assert!(e.contains("not a supported YOLO detector"), "{e}");
-    assert!(e.contains("[1, 3, 32, 32]") || e.contains("1, 3, 32, 32"), "{e}");
+    assert!(
+        e.contains("[1, 3, 32, 32]") || e.contains("1, 3, 32, 32"),
+        "{e}"
+    );
 
     // Does not even take an image.
     let p = tmp("identity-vector.onnx");
     std::fs::write(&p, identity_model(&[1, 10])).unwrap();
     let e = start_error(&format!("model=\"{}\"", p.display()));
-    assert!(e.contains("not a YOLO detector") && e.contains("[B, 3, H, W]"), "{e}");
+    assert!(
+        e.contains("not a YOLO detector") && e.contains("[B, 3, H, W]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -124,7 +133,10 @@ fn empty_label_file() {
         model("yolov8n.onnx").display(),
         p.display()
     ));
-    assert!(e.contains("empty.txt") && e.to_lowercase().contains("label"), "{e}");
+    assert!(
+        e.contains("empty.txt") && e.to_lowercase().contains("label"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -154,7 +166,10 @@ fn gpu_provider_without_gpu_build_is_an_error() {
         "model=\"{}\" execution-provider=cuda",
         model("yolov8n.onnx").display()
     ));
-    assert!(e.contains("cuda") && e.contains("CUDAExecutionProvider"), "{e}");
+    assert!(
+        e.contains("cuda") && e.contains("CUDAExecutionProvider"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -180,19 +195,34 @@ fn auto_provider_falls_back_to_cpu() {
 fn missing_onnx_runtime_library() {
     if std::env::var_os("GST_YOLO_TEST_CHILD").is_some() {
         let e = start_error(&format!("model=\"{}\"", model("yolov8n.onnx").display()));
-        println!("CHILD-ERROR: {e}");
+        println!("CHILD-ERROR: {}", e.replace('\n', " "));
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["missing_onnx_runtime_library", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "missing_onnx_runtime_library",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("GST_YOLO_TEST_CHILD", "1")
         .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = stdout.lines().find(|l| l.contains("CHILD-ERROR")).expect("child ran");
-    assert!(line.contains("could not load the ONNX Runtime library"), "{line}");
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("CHILD-ERROR"))
+        .expect("child ran");
+    assert!(
+        line.contains("could not load the ONNX Runtime library"),
+        "{line}"
+    );
     assert!(line.contains("/nonexistent/libonnxruntime.so.1"), "{line}");
     assert!(line.contains("install-onnxruntime.sh"), "{line}");
 }

@@ -74,7 +74,12 @@ fn packed_layouts_match_exactly() {
 fn yuv_inputs_match_reference() {
     let reference = bus_reference();
     for fmt in ["I420", "NV12"] {
-        let dets = detect_image(&media("png/bus.png"), "pngdec", fmt, &model_arg("yolov8n.onnx"));
+        let dets = detect_image(
+            &media("png/bus.png"),
+            "pngdec",
+            fmt,
+            &model_arg("yolov8n.onnx"),
+        );
         let p = compare(fmt, &dets, &reference, DECODED);
         assert!(p.is_empty(), "{}", p.join("\n"));
         assert!(dets.len() >= 4, "{fmt}: {dets:?}");
@@ -83,14 +88,24 @@ fn yuv_inputs_match_reference() {
 
 #[test]
 fn end_to_end_model_matches_reference() {
-    let dets = detect_image(&media("png/bus.png"), "pngdec", "RGB", &model_arg("yolov8n-nms.onnx"));
+    let dets = detect_image(
+        &media("png/bus.png"),
+        "pngdec",
+        "RGB",
+        &model_arg("yolov8n-nms.onnx"),
+    );
     let p = compare("yolov8n-nms", &dets, &bus_reference(), EXACT);
     assert!(p.is_empty(), "{}", p.join("\n"));
 }
 
 #[test]
 fn dynamic_model_matches_reference() {
-    let dets = detect_image(&media("png/bus.png"), "pngdec", "RGB", &model_arg("yolov8n-dynamic.onnx"));
+    let dets = detect_image(
+        &media("png/bus.png"),
+        "pngdec",
+        "RGB",
+        &model_arg("yolov8n-dynamic.onnx"),
+    );
     let p = compare("yolov8n-dynamic", &dets, &bus_reference(), EXACT);
     assert!(p.is_empty(), "{}", p.join("\n"));
 }
@@ -105,7 +120,10 @@ fn bikes_video_frames_match_reference() {
         model_arg("yolov8n.onnx")
     );
     let frames = run_pipeline(&desc).expect("pipeline");
-    assert_eq!(frames.len() as u64, video["frames_decoded"].as_u64().unwrap());
+    assert_eq!(
+        frames.len() as u64,
+        video["frames_decoded"].as_u64().unwrap()
+    );
     let mut problems = Vec::new();
     let mut checked = 0;
     for f in video["frames"].as_array().unwrap() {
@@ -126,7 +144,7 @@ fn bikes_video_frames_match_reference() {
 fn passes_video_through_untouched() {
     init();
     // Compare buffers with and without yolodetect: same bytes and timing.
-    let src = "videotestsrc num-buffers=5 pattern=ball ! video/x-raw,format=NV12,width=322,height=241,framerate=25/1";
+    let src = "videotestsrc num-buffers=5 pattern=ball ! video/x-raw,format=NV12,width=320,height=240,framerate=25/1";
     let with = run_pipeline(&format!(
         "{src} ! yolodetect {} ! appsink name=sink",
         model_arg("yolov8n.onnx")
@@ -138,7 +156,11 @@ fn passes_video_through_untouched() {
         assert_eq!(a.pts(), b.pts());
         assert_eq!(a.dts(), b.dts());
         assert_eq!(a.duration(), b.duration());
-        assert_eq!(a.map_readable().unwrap().as_slice(), b.map_readable().unwrap().as_slice());
+        // Row padding of videotestsrc's frames is uninitialised, so use a size without any.
+        assert!(
+            a.map_readable().unwrap().as_slice() == b.map_readable().unwrap().as_slice(),
+            "frame data changed"
+        );
     }
 }
 
@@ -151,7 +173,9 @@ fn roi_metas_carry_detection_params() {
     ))
     .unwrap();
     let (buf, dets) = &frames[0];
-    let rois: Vec<_> = buf.iter_meta::<gst_video::VideoRegionOfInterestMeta>().collect();
+    let rois: Vec<_> = buf
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .collect();
     assert_eq!(rois.len(), dets.len());
     for (roi, d) in rois.iter().zip(dets) {
         assert_eq!(roi.roi_type(), &*d.label);
@@ -179,14 +203,26 @@ fn meta_survives_videoconvert_tee_queue_and_scales_through_videoscale() {
         model_arg("yolov8n.onnx")
     );
     let scaled = run_pipeline(&desc).unwrap();
-    let direct = detect_image(&media("png/bus.png"), "pngdec", "RGB", &model_arg("yolov8n.onnx"));
+    let direct = detect_image(
+        &media("png/bus.png"),
+        "pngdec",
+        "RGB",
+        &model_arg("yolov8n.onnx"),
+    );
     let (_, sdets) = &scaled[0];
-    assert_eq!(sdets.len(), direct.len(), "meta lost or changed through the pipeline");
+    assert_eq!(
+        sdets.len(),
+        direct.len(),
+        "meta lost or changed through the pipeline"
+    );
     assert!(!direct.is_empty());
     for (s, d) in sdets.iter().zip(&direct) {
         assert_eq!(s.class_id, d.class_id);
         for (a, b) in s.bbox().iter().zip(d.bbox()) {
-            assert!((a - b * 0.5).abs() < 0.01, "box not rescaled: {s:?} vs {d:?}");
+            assert!(
+                (a - b * 0.5).abs() < 0.01,
+                "box not rescaled: {s:?} vs {d:?}"
+            );
         }
     }
 }
@@ -195,13 +231,34 @@ fn meta_survives_videoconvert_tee_queue_and_scales_through_videoscale() {
 fn thresholds_and_class_filter_apply() {
     let png = media("png/bus.png");
     let all = detect_image(&png, "pngdec", "RGB", &model_arg("yolov8n.onnx"));
-    let persons = detect_image(&png, "pngdec", "RGB", &format!("{} classes=0", model_arg("yolov8n.onnx")));
+    let persons = detect_image(
+        &png,
+        "pngdec",
+        "RGB",
+        &format!("{} classes=0", model_arg("yolov8n.onnx")),
+    );
     assert!(persons.iter().all(|d| d.class_id == 0));
-    assert_eq!(persons.len(), all.iter().filter(|d| d.class_id == 0).count());
-    let strict = detect_image(&png, "pngdec", "RGB", &format!("{} conf-threshold=0.8", model_arg("yolov8n.onnx")));
+    assert_eq!(
+        persons.len(),
+        all.iter().filter(|d| d.class_id == 0).count()
+    );
+    let strict = detect_image(
+        &png,
+        "pngdec",
+        "RGB",
+        &format!("{} conf-threshold=0.8", model_arg("yolov8n.onnx")),
+    );
     assert!(strict.iter().all(|d| d.confidence > 0.8));
-    assert_eq!(strict.len(), all.iter().filter(|d| d.confidence > 0.8).count());
-    let two = detect_image(&png, "pngdec", "RGB", &format!("{} max-detections=2", model_arg("yolov8n.onnx")));
+    assert_eq!(
+        strict.len(),
+        all.iter().filter(|d| d.confidence > 0.8).count()
+    );
+    let two = detect_image(
+        &png,
+        "pngdec",
+        "RGB",
+        &format!("{} max-detections=2", model_arg("yolov8n.onnx")),
+    );
     assert_eq!(two.len(), 2);
     assert_eq!(two[0].confidence, all[0].confidence);
 }
@@ -217,7 +274,11 @@ fn label_file_overrides_names() {
         &media("png/bus.png"),
         "pngdec",
         "RGB",
-        &format!("{} label-file=\"{}\"", model_arg("yolov8n.onnx"), f.display()),
+        &format!(
+            "{} label-file=\"{}\"",
+            model_arg("yolov8n.onnx"),
+            f.display()
+        ),
     );
     assert!(!dets.is_empty());
     for d in &dets {
@@ -227,7 +288,12 @@ fn label_file_overrides_names() {
 
 #[test]
 fn odd_frame_sizes_work() {
-    for (w, h, fmt) in [(1, 1, "RGB"), (3, 641, "I420"), (1279, 719, "NV12"), (17, 9, "BGRx")] {
+    for (w, h, fmt) in [
+        (1, 1, "RGB"),
+        (3, 641, "I420"),
+        (1279, 719, "NV12"),
+        (17, 9, "BGRx"),
+    ] {
         let frames = run_pipeline(&format!(
             "videotestsrc num-buffers=2 ! video/x-raw,format={fmt},width={w},height={h} ! yolodetect {} ! appsink name=sink",
             model_arg("yolov8n.onnx")

@@ -8,6 +8,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
 use parking_lot::Mutex;
 
 use crate::detection::Detection;
@@ -46,7 +47,10 @@ pub enum ExecutionProvider {
     Cuda = 1,
     #[enum_value(name = "NVIDIA TensorRT", nick = "tensorrt")]
     TensorRt = 2,
-    #[enum_value(name = "TensorRT, then CUDA, then CPU: the first that starts", nick = "auto")]
+    #[enum_value(
+        name = "TensorRT, then CUDA, then CPU: the first that starts",
+        nick = "auto"
+    )]
     Auto = 3,
 }
 
@@ -243,12 +247,18 @@ impl ObjectImpl for YoloDetect {
                     Ok(c) => s.classes = Arc::from(c),
                     Err(e) => {
                         drop(s);
-                        gst::element_imp_warning!(self, gst::LibraryError::Settings, ["invalid classes: {e}; keeping the previous value"]);
+                        gst::element_imp_warning!(
+                            self,
+                            gst::LibraryError::Settings,
+                            ["invalid classes: {e}; keeping the previous value"]
+                        );
                     }
                 }
             }
             "num-threads" => s.num_threads = value.get().expect("type checked upstream"),
-            "execution-provider" => s.execution_provider = value.get().expect("type checked upstream"),
+            "execution-provider" => {
+                s.execution_provider = value.get().expect("type checked upstream")
+            }
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
             _ => unimplemented!(),
         }
@@ -258,7 +268,11 @@ impl ObjectImpl for YoloDetect {
         let s = self.settings.lock();
         match pspec.name() {
             "model" => s.model.as_ref().map(|p| p.display().to_string()).to_value(),
-            "label-file" => s.label_file.as_ref().map(|p| p.display().to_string()).to_value(),
+            "label-file" => s
+                .label_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .to_value(),
             "conf-threshold" => s.conf_threshold.to_value(),
             "iou-threshold" => s.iou_threshold.to_value(),
             "agnostic-nms" => s.agnostic_nms.to_value(),
@@ -306,10 +320,20 @@ impl ElementImpl for YoloDetect {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = supported_caps();
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                    .expect("valid template"),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
-                    .expect("valid template"),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
             ]
         });
         TEMPLATES.as_ref()
@@ -367,7 +391,10 @@ pub(crate) fn frame_ref<'a>(
     layout: PixelLayout,
     color: YuvColor,
 ) -> Result<FrameRef<'a>, glib::BoolError> {
-    let empty = Plane { data: &[], stride: 0 };
+    let empty = Plane {
+        data: &[],
+        stride: 0,
+    };
     let mut planes = [empty; 3];
     for (i, p) in planes.iter_mut().enumerate().take(layout.n_planes()) {
         *p = Plane {
@@ -389,7 +416,7 @@ impl YoloDetect {
         let Some(model) = s.model.clone() else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["no model set: set the `model` property to a YOLO ONNX file, e.g. yolodetect model=yolov8n.onnx"]
+                ("no model set: set the `model` property to a YOLO ONNX file, e.g. yolodetect model=yolov8n.onnx")
             ));
         };
         let mut cfg = EngineConfig::new(model);
@@ -424,48 +451,69 @@ impl YoloDetect {
         })
     }
 
-    fn load_labels(&self, s: &Settings, info: &engine::ModelInfo) -> Result<Vec<Arc<str>>, gst::ErrorMessage> {
+    fn load_labels(
+        &self,
+        s: &Settings,
+        info: &engine::ModelInfo,
+    ) -> Result<Vec<Arc<str>>, gst::ErrorMessage> {
         let num_classes = info.head.num_classes();
         let names: Vec<String> = if let Some(path) = &s.label_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 gst::error_msg!(
                     gst::ResourceError::OpenRead,
-                    ["cannot read label file {}: {e}", path.display()]
+                    ("cannot read label file {}: {e}", path.display())
                 )
             })?;
             let labels = labels::parse_label_file(&text).map_err(|e| {
-                gst::error_msg!(gst::ResourceError::Settings, ["label file {}: {e}", path.display()])
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("label file {}: {e}", path.display())
+                )
             })?;
             if let Some(n) = num_classes {
                 labels::check_count(&labels, n).map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::Settings, ["label file {}: {e}", path.display()])
+                    gst::error_msg!(
+                        gst::ResourceError::Settings,
+                        ("label file {}: {e}", path.display())
+                    )
                 })?;
             }
             labels
         } else if let Some(names) = &info.names {
             names.clone()
         } else {
-            gst::warning!(CAT, imp = self, "model has no class names and no label-file is set: labels will be class ids");
-            (0..num_classes.unwrap_or(0)).map(|i| format!("class{i}")).collect()
+            gst::warning!(
+                CAT,
+                imp = self,
+                "model has no class names and no label-file is set: labels will be class ids"
+            );
+            (0..num_classes.unwrap_or(0))
+                .map(|i| format!("class{i}"))
+                .collect()
         };
         Ok(names.into_iter().map(Arc::from).collect())
     }
 }
 
 fn engine_error_msg(e: &EngineError) -> gst::ErrorMessage {
+    // The text goes into the message itself: it is what gst-launch and applications show.
     match e {
-        EngineError::RuntimeNotFound { .. } => gst::error_msg!(gst::LibraryError::Init, ["{e}"]),
-        EngineError::ModelNotFound(_) => gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]),
-        EngineError::ModelLoad { .. } | EngineError::NotADetector { .. } | EngineError::Head { .. } => {
-            gst::error_msg!(gst::ResourceError::OpenRead, ["{e}"])
+        EngineError::RuntimeNotFound { .. } | EngineError::Provider { .. } => {
+            gst::error_msg!(gst::LibraryError::Init, ("{}", e))
         }
-        EngineError::Provider { .. } => gst::error_msg!(gst::LibraryError::Init, ["{e}"]),
-        EngineError::Inference(_) => gst::error_msg!(gst::StreamError::Failed, ["{e}"]),
+        EngineError::ModelNotFound(_) => gst::error_msg!(gst::ResourceError::NotFound, ("{}", e)),
+        EngineError::ModelLoad { .. }
+        | EngineError::NotADetector { .. }
+        | EngineError::Head { .. } => {
+            gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e))
+        }
+        EngineError::Inference(_) => gst::error_msg!(gst::StreamError::Failed, ("{}", e)),
     }
 }
 
 impl BaseTransformImpl for YoloDetect {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -497,13 +545,19 @@ impl BaseTransformImpl for YoloDetect {
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "cannot parse caps {incaps}"))?;
-        let layout = layout_of(&info).ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {incaps}"))?;
+        let layout = layout_of(&info)
+            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {incaps}"))?;
         if info.width() == 0 || info.height() == 0 {
-            return Err(gst::loggable_error!(CAT, "zero-sized frames in caps {incaps}"));
+            return Err(gst::loggable_error!(
+                CAT,
+                "zero-sized frames in caps {incaps}"
+            ));
         }
         gst::debug!(CAT, imp = self, "configured for {incaps}");
         let mut state = self.state.lock();
-        let st = state.as_mut().ok_or_else(|| gst::loggable_error!(CAT, "caps before start"))?;
+        let st = state
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps before start"))?;
         st.info = Some(info);
         st.layout = Some(layout);
         Ok(())
@@ -514,24 +568,41 @@ impl BaseTransformImpl for YoloDetect {
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, color))) = (st.info.as_ref(), st.layout) else {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first buffer"]);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["no caps before the first buffer"]
+            );
             return Err(gst::FlowError::NotNegotiated);
         };
         let t0 = Instant::now();
 
         // Map read-only: the video passes through untouched, so no copy-on-write is triggered.
         let letterbox = {
-            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["cannot map the video frame"]);
-                gst::FlowError::Error
-            })?;
+            let frame =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        ["cannot map the video frame"]
+                    );
+                    gst::FlowError::Error
+                })?;
             let fr = frame_ref(&frame, layout, color).map_err(|_| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["cannot read the frame's planes"]);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ["cannot read the frame's planes"]
+                );
                 gst::FlowError::Error
             })?;
             let (w, h) = (st.engine.info().input_width, st.engine.info().input_height);
             st.pre.run(&fr, w, h, &mut st.input).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["pre-processing failed: {e}"]);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ["pre-processing failed: {e}"]
+                );
                 gst::FlowError::Error
             })?
         };
@@ -552,7 +623,7 @@ impl BaseTransformImpl for YoloDetect {
             detections,
             ..
         } = st;
-        let head = engine.info().head.clone();
+        let head = engine.info().head;
         let t2 = engine
             .run(input, 1, |_shape, data| {
                 let t2 = Instant::now();
@@ -618,9 +689,7 @@ fn install_ort_logger() {
                 L::Warning => gst::DebugLevel::Warning,
                 L::Error | L::Fatal => gst::DebugLevel::Error,
             };
-            if gst_level <= ORT_CAT.threshold() {
-                gst::log_with_level!(ORT_CAT, level: gst_level, "{msg}");
-            }
+            gst::log_with_level!(ORT_CAT, gst_level, "{msg}");
         }));
     });
 }

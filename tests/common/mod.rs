@@ -161,7 +161,9 @@ pub fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
     let bus = pipeline.bus().expect("bus");
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         // The error message (if any) says why.
-        if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error]) {
+        if let Some(msg) =
+            bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        {
             return Err(error_text(&msg));
         }
         return Err(format!("state change failed: {e}"));
@@ -188,7 +190,12 @@ pub fn error_text(msg: &gst::Message) -> String {
 }
 
 /// Runs one still image through `decoder ! videoconvert ! caps ! yolodetect`.
-pub fn detect_image(path: &std::path::Path, decoder: &str, format: &str, extra: &str) -> Vec<Detection> {
+pub fn detect_image(
+    path: &std::path::Path,
+    decoder: &str,
+    format: &str,
+    extra: &str,
+) -> Vec<Detection> {
     let desc = format!(
         "filesrc location=\"{}\" ! {decoder} ! videoconvert ! video/x-raw,format={format} ! yolodetect {extra} ! appsink name=sink",
         path.display()
