@@ -18,6 +18,7 @@ pub mod labels;
 pub mod meta;
 pub mod postprocess;
 pub mod preprocess;
+pub mod stats;
 pub mod yolodetect;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

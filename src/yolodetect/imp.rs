@@ -18,6 +18,7 @@ use crate::labels;
 use crate::meta::DetectionMeta;
 use crate::postprocess::{PostParams, Postprocessor};
 use crate::preprocess::Preprocessor;
+use crate::stats::{FrameTimes, StageStats, Summary};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -83,6 +84,8 @@ struct Settings {
     num_threads: u32,
     execution_provider: ExecutionProvider,
     device_id: i32,
+    /// Milliseconds between `yolodetect-stats` element messages; 0 posts none.
+    stats_interval: u32,
 }
 
 impl Default for Settings {
@@ -98,6 +101,7 @@ impl Default for Settings {
             num_threads: 0,
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
+            stats_interval: 0,
         }
     }
 }
@@ -115,10 +119,18 @@ struct State {
     layout: Option<(PixelLayout, YuvColor)>,
 }
 
+/// Stage timings, behind their own lock so reading `stats` never waits for inference.
+#[derive(Default)]
+struct Stats {
+    stages: StageStats,
+    provider: &'static str,
+}
+
 #[derive(Default)]
 pub struct YoloDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    stats: Mutex<Stats>,
 }
 
 #[glib::object_subclass]
@@ -215,6 +227,18 @@ impl ObjectImpl for YoloDetect {
                     .blurb("The execution provider actually running the model (empty until started)")
                     .read_only()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("yolodetect-stats structure: frames, fps, window, execution-provider and per stage (pre, infer, post, meta, added = all but infer, total) <stage>-p50-ms and <stage>-p99-ms over the last frames")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt::builder("stats-interval")
+                    .nick("Statistics interval")
+                    .blurb("Post the `stats` structure as an element message every this many milliseconds; 0 = never")
+                    .maximum(3_600_000)
+                    .default_value(s.stats_interval)
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -260,6 +284,7 @@ impl ObjectImpl for YoloDetect {
                 s.execution_provider = value.get().expect("type checked upstream")
             }
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
+            "stats-interval" => s.stats_interval = value.get().expect("type checked upstream"),
             _ => unimplemented!(),
         }
     }
@@ -287,6 +312,11 @@ impl ObjectImpl for YoloDetect {
             "num-threads" => s.num_threads.to_value(),
             "execution-provider" => s.execution_provider.to_value(),
             "device-id" => s.device_id.to_value(),
+            "stats-interval" => s.stats_interval.to_value(),
+            "stats" => {
+                drop(s);
+                self.stats_structure().to_value()
+            }
             "active-provider" => {
                 drop(s);
                 self.state
@@ -495,6 +525,42 @@ impl YoloDetect {
     }
 }
 
+impl YoloDetect {
+    /// Records one frame's stage times and posts the periodic stats message when one is due.
+    fn record_stats(&self, start: Instant, t: [Instant; 5], interval_ms: u32) {
+        let mut st = self.stats.lock();
+        st.stages.record(start, FrameTimes::from_instants(t));
+        let interval = std::time::Duration::from_millis(interval_ms.into());
+        if !st.stages.report_due(t[4], interval) {
+            return;
+        }
+        let s = stats_to_structure(&st.stages.summary(), st.provider);
+        drop(st);
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+    }
+
+    fn stats_structure(&self) -> gst::Structure {
+        let st = self.stats.lock();
+        stats_to_structure(&st.stages.summary(), st.provider)
+    }
+}
+
+fn stats_to_structure(s: &Summary, provider: &str) -> gst::Structure {
+    let mut b = gst::Structure::builder("yolodetect-stats")
+        .field("frames", s.frames)
+        .field("fps", s.fps)
+        .field("window", s.window as u32)
+        .field("execution-provider", provider);
+    for p in &s.stages {
+        b = b
+            .field(format!("{}-p50-ms", p.stage.name()), p.p50_ms)
+            .field(format!("{}-p99-ms", p.stage.name()), p.p99_ms);
+    }
+    b.build()
+}
+
 fn engine_error_msg(e: &EngineError) -> gst::ErrorMessage {
     // The text goes into the message itself: it is what gst-launch and applications show.
     match e {
@@ -523,6 +589,10 @@ impl BaseTransformImpl for YoloDetect {
         let state = self.build_state(&settings)?;
         let provider = state.engine.provider();
         *self.state.lock() = Some(state);
+        *self.stats.lock() = Stats {
+            stages: StageStats::default(),
+            provider: provider.name(),
+        };
         let _ = self.obj().post_message(
             gst::message::Element::builder(
                 gst::Structure::builder("yolodetect-started")
@@ -564,7 +634,17 @@ impl BaseTransformImpl for YoloDetect {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let s = self.settings.lock().clone();
+        // Only what a frame needs: cloning all of Settings would allocate its paths per frame.
+        let s = self.settings.lock();
+        let (conf_threshold, iou_threshold, agnostic, max_detections, classes, stats_interval) = (
+            s.conf_threshold,
+            s.iou_threshold,
+            s.agnostic_nms,
+            s.max_detections as usize,
+            s.classes.clone(),
+            s.stats_interval,
+        );
+        drop(s);
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, color))) = (st.info.as_ref(), st.layout) else {
@@ -609,11 +689,11 @@ impl BaseTransformImpl for YoloDetect {
         let t1 = Instant::now();
 
         let params = PostParams {
-            conf_threshold: s.conf_threshold,
-            iou_threshold: s.iou_threshold,
-            agnostic: s.agnostic_nms,
-            max_detections: s.max_detections as usize,
-            classes: &s.classes,
+            conf_threshold,
+            iou_threshold,
+            agnostic,
+            max_detections,
+            classes: &classes,
         };
         let State {
             engine,
@@ -650,6 +730,9 @@ impl BaseTransformImpl for YoloDetect {
             t3 - t2,
             t4 - t3
         );
+        // Unlocked first: a bus sync handler may read properties that take the state lock.
+        drop(guard);
+        self.record_stats(t0, [t0, t1, t2, t3, t4], stats_interval);
         Ok(gst::FlowSuccess::Ok)
     }
 }
