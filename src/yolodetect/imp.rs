@@ -564,7 +564,17 @@ impl BaseTransformImpl for YoloDetect {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let s = self.settings.lock().clone();
+        // Thresholds may change while PLAYING: copy them once per frame (no allocation).
+        let (conf, iou, agnostic, max_det, classes) = {
+            let s = self.settings.lock();
+            (
+                s.conf_threshold,
+                s.iou_threshold,
+                s.agnostic_nms,
+                s.max_detections,
+                s.classes.clone(),
+            )
+        };
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, color))) = (st.info.as_ref(), st.layout) else {
@@ -609,11 +619,11 @@ impl BaseTransformImpl for YoloDetect {
         let t1 = Instant::now();
 
         let params = PostParams {
-            conf_threshold: s.conf_threshold,
-            iou_threshold: s.iou_threshold,
-            agnostic: s.agnostic_nms,
-            max_detections: s.max_detections as usize,
-            classes: &s.classes,
+            conf_threshold: conf,
+            iou_threshold: iou,
+            agnostic,
+            max_detections: max_det as usize,
+            classes: &classes,
         };
         let State {
             engine,
