@@ -8,16 +8,16 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::prelude::*;
 use parking_lot::Mutex;
 
 use crate::detection::Detection;
 use crate::engine::{self, Engine, EngineConfig, EngineError, Provider};
-use crate::frame::{FrameRef, PixelLayout, Plane, YuvColor, YuvMatrix};
+use crate::frame::{PixelLayout, YuvColor};
 use crate::labels;
 use crate::meta::DetectionMeta;
 use crate::postprocess::{PostParams, Postprocessor};
 use crate::preprocess::Preprocessor;
+use crate::video::{frame_ref, layout_of, supported_caps};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -338,77 +338,6 @@ impl ElementImpl for YoloDetect {
         });
         TEMPLATES.as_ref()
     }
-}
-
-/// The raw video formats both elements handle (letterboxing/drawing convert internally).
-pub(crate) fn supported_caps() -> gst::Caps {
-    use gst_video::VideoFormat as F;
-    gst_video::VideoCapsBuilder::new()
-        .format_list([
-            F::Rgb,
-            F::Bgr,
-            F::Rgbx,
-            F::Bgrx,
-            F::Xrgb,
-            F::Xbgr,
-            F::Rgba,
-            F::Bgra,
-            F::I420,
-            F::Nv12,
-        ])
-        .build()
-}
-
-/// Maps caps to the element-internal frame description.
-pub(crate) fn layout_of(info: &gst_video::VideoInfo) -> Option<(PixelLayout, YuvColor)> {
-    use gst_video::VideoFormat as F;
-    let layout = match info.format() {
-        F::Rgb => PixelLayout::Rgb,
-        F::Bgr => PixelLayout::Bgr,
-        F::Rgbx => PixelLayout::Rgbx,
-        F::Bgrx => PixelLayout::Bgrx,
-        F::Xrgb => PixelLayout::Xrgb,
-        F::Xbgr => PixelLayout::Xbgr,
-        F::Rgba => PixelLayout::Rgba,
-        F::Bgra => PixelLayout::Bgra,
-        F::I420 => PixelLayout::I420,
-        F::Nv12 => PixelLayout::Nv12,
-        _ => return None,
-    };
-    let c = info.colorimetry();
-    let matrix = match c.matrix() {
-        gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
-        gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::Bt2020,
-        _ => YuvMatrix::Bt601,
-    };
-    let full_range = c.range() == gst_video::VideoColorRange::Range0_255;
-    Some((layout, YuvColor { matrix, full_range }))
-}
-
-/// Describes a mapped GStreamer frame to the GStreamer-free modules.
-pub(crate) fn frame_ref<'a>(
-    frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>,
-    layout: PixelLayout,
-    color: YuvColor,
-) -> Result<FrameRef<'a>, glib::BoolError> {
-    let empty = Plane {
-        data: &[],
-        stride: 0,
-    };
-    let mut planes = [empty; 3];
-    for (i, p) in planes.iter_mut().enumerate().take(layout.n_planes()) {
-        *p = Plane {
-            data: frame.plane_data(i as u32)?,
-            stride: frame.plane_stride()[i] as usize,
-        };
-    }
-    Ok(FrameRef {
-        layout,
-        width: frame.width(),
-        height: frame.height(),
-        planes,
-        color,
-    })
 }
 
 impl YoloDetect {
