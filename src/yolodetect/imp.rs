@@ -594,15 +594,18 @@ impl BaseTransformImpl for YoloDetect {
 }
 
 /// One `GstVideoRegionOfInterestMeta` per detection with DL Streamer's `detection` structure,
-/// so applications can read results without this crate.
+/// so applications can read results without this crate. Each ROI's id is its detection's index:
+/// bindings without meta iteration (PyGObject) read them with
+/// `gst_buffer_get_video_region_of_interest_meta_id(buf, 0..n)`.
 fn attach_roi_metas(buf: &mut gst::BufferRef, dets: &[Detection], w: u32, h: u32) {
     let (fw, fh) = (w.max(1) as f64, h.max(1) as f64);
-    for d in dets {
+    for (i, d) in dets.iter().enumerate() {
         let x = d.x1.max(0.0).round() as u32;
         let y = d.y1.max(0.0).round() as u32;
         let rw = (d.x2.round() as u32).saturating_sub(x);
         let rh = (d.y2.round() as u32).saturating_sub(y);
         let mut roi = gst_video::VideoRegionOfInterestMeta::add(buf, &d.label, (x, y, rw, rh));
+        roi.set_id(i32::try_from(i).unwrap_or(i32::MAX));
         roi.add_param(
             gst::Structure::builder("detection")
                 .field("label_id", d.class_id as i32)
