@@ -396,7 +396,7 @@ impl Engine {
 
     fn resolve_head(&mut self) -> Result<(), EngineError> {
         // Letterbox pad value, so the warm-up sees a realistic (empty) frame.
-        let input = vec![114.0 / 255.0; self.input_len()];
+        let input = vec![crate::preprocess::PAD_VALUE as f32 / 255.0; self.input_len()];
         let shape = self.run(&input, 1, |s, _| s.to_vec())?;
         let num_names = self.info.names.as_ref().map(Vec::len);
         let head = HeadLayout::detect(&shape, num_names).map_err(|error| EngineError::Head {

@@ -19,10 +19,13 @@ pub mod meta;
 pub mod postprocess;
 pub mod preprocess;
 pub mod stats;
+mod video;
 pub mod yolodetect;
+pub mod yolooverlay;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     yolodetect::register(plugin)?;
+    yolooverlay::register(plugin)?;
     Ok(())
 }
 
