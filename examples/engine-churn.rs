@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 //! What ONNX Runtime's CPU memory arena costs or saves when a pipeline starts and stops
 //! repeatedly: creates and drops an `Engine` (one run each) many times and prints the process's
-//! resident memory after 1, 10 and 50 cycles, then the per-frame latency of one engine.
-//! Run it once per setting (a process keeps what it allocated, so the two must not share one).
+//! resident memory after 1, 10 and 50 cycles. Run it once per setting (a process keeps what it
+//! allocated, so the two must not share one). Then the per-frame latency with the arena on and
+//! off, from two engines run alternately so the machine's drift hits both alike.
 //!
 //! ```text
 //! cargo run --release --example engine-churn -- --arena off|on [--cycles 50] [--threads N]
@@ -70,22 +71,33 @@ fn run() -> Result<(), String> {
             rss.push((c, rss_mib()));
         }
     }
-    let mut e = Engine::new(&cfg).map_err(|e| e.to_string())?;
-    let mut ms = Vec::with_capacity(frames);
-    for _ in 0..frames + 3 {
-        let t = Instant::now();
-        e.run(&input, 1, |_, d| d[0]).map_err(|e| e.to_string())?;
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    let mut engines = Vec::new();
+    for on in [false, true] {
+        let mut c = cfg.clone();
+        c.cpu_arena = on;
+        engines.push(Engine::new(&c).map_err(|e| e.to_string())?);
     }
-    let mut ms = ms.split_off(3);
-    ms.sort_unstable_by(f64::total_cmp);
-    let (p50, p90) = (percentile(&ms, 50.0), percentile(&ms, 90.0));
+    let mut ms = [Vec::with_capacity(frames), Vec::with_capacity(frames)];
+    for i in 0..frames + 3 {
+        for (k, e) in engines.iter_mut().enumerate() {
+            let t = Instant::now();
+            e.run(&input, 1, |_, d| d[0]).map_err(|e| e.to_string())?;
+            if i >= 3 {
+                ms[k].push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let [mut off_ms, mut on_ms] = ms;
+    off_ms.sort_unstable_by(f64::total_cmp);
+    on_ms.sort_unstable_by(f64::total_cmp);
+    let (off50, on50) = (percentile(&off_ms, 50.0), percentile(&on_ms, 50.0));
     let rss_text: Vec<String> = rss
         .iter()
         .map(|(c, m)| format!("after {c}: {m:.0} MiB"))
         .collect();
     println!(
-        "cpu arena {label}: RSS before {rss0:.0} MiB, {}; run p50 {p50:.2} ms p90 {p90:.2} ms",
+        "cpu arena {label}: RSS before {rss0:.0} MiB, {}; then alternating runs: arena off p50 \
+         {off50:.2} ms, on p50 {on50:.2} ms",
         rss_text.join(", ")
     );
     let rss_json: Vec<String> = rss
@@ -93,7 +105,7 @@ fn run() -> Result<(), String> {
         .map(|(c, m)| format!("\"rss_after_{c}_mib\": {m:.1}"))
         .collect();
     println!(
-        "BENCH {{\"name\": \"churn-arena-{label}\", \"rss_before_mib\": {rss0:.1}, {}, \"p50_ms\": {p50:.3}, \"p90_ms\": {p90:.3}}}",
+        "BENCH {{\"name\": \"churn-arena-{label}\", \"rss_before_mib\": {rss0:.1}, {}, \"off_p50_ms\": {off50:.3}, \"on_p50_ms\": {on50:.3}}}",
         rss_json.join(", ")
     );
     Ok(())

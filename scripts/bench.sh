@@ -8,8 +8,10 @@
 #   queue), (4) decode only, (5) Ultralytics `predict` on the same file and how many of its
 #   boxes ours match, stage costs from yolodetect's `stats`, INT8 models, CPU arena churn.
 #
-#   scripts/bench.sh            everything (about 10 minutes on 2 cores, less once set up)
+#   scripts/bench.sh            everything (about 10 minutes on 2 cores once set up; the first run
+#                               also installs torch and Ultralytics, about 5 minutes more)
 #   BENCH_THREADS=N             ONNX Runtime intra-op threads for every contestant (default nproc)
+#   BENCH_ROUNDS=N              interleaved rounds of (1)-(5) (default 3)
 #   BENCH_SKIP_PY=1             skip Ultralytics and INT8 (no Python venv)
 # Run it on an otherwise idle machine: it reports the load average it started with.
 set -euo pipefail
@@ -21,6 +23,7 @@ SHARED=${GST_YOLO_SHARED:-$root/../shared}
 export GST_YOLO_SHARED=$SHARED
 MODEL=$SHARED/models/yolov8n.onnx
 THREADS=${BENCH_THREADS:-$(nproc)}
+ROUNDS=${BENCH_ROUNDS:-3}
 OUT=$B/results.txt
 log() { echo "== $*" >&2; }
 
@@ -92,23 +95,31 @@ raw640="filesrc location=$RGB640 ! rawvideoparse width=640 height=640 format=rgb
 src1080="filesrc location=$V1080 ! decodebin"
 sink="fakesink name=sink sync=false"
 
-log "(1) raw ONNX Runtime"
-run "$ex/ort-bench" --model "$MODEL" --threads "$THREADS" --iters 100 --prepost --i420 "$FRAME"
-log "(2) 640x640 RGB through yolodetect"
-run "$ex/pipeline-bench" --label pipe-640 "$raw640 ! $det ! $sink"
-log "(3) 1080p H.264 through yolodetect"
-run "$ex/pipeline-bench" --label pipe-1080 "$src1080 ! $det ! $sink"
-run "$ex/pipeline-bench" --label pipe-1080-queue "$src1080 ! queue ! $det ! $sink"
-log "(4) decode only"
-run "$ex/pipeline-bench" --label decode-1080 "$src1080 ! $sink"
+# The core contestants run in interleaved rounds: this machine's speed drifts with whatever else
+# runs on it, and per-round ratios cancel most of that.
+run "$ex/ort-bench" --model "$MODEL" --threads "$THREADS" --iters 20 --warmup 2 --label ort-warm-up --prepost \
+  --i420 "$FRAME" >/dev/null
+for r in $(seq "$ROUNDS"); do
+  log "round $r/$ROUNDS: (1) raw ONNX Runtime"
+  run "$ex/ort-bench" --model "$MODEL" --threads "$THREADS" --iters 60
+  log "round $r/$ROUNDS: (2) 640x640 RGB through yolodetect"
+  run "$ex/pipeline-bench" --label pipe-640 "$raw640 ! $det ! $sink"
+  log "round $r/$ROUNDS: (3) 1080p H.264 through yolodetect, without and with a queue"
+  run "$ex/pipeline-bench" --label pipe-1080 "$src1080 ! $det ! $sink"
+  run "$ex/pipeline-bench" --label pipe-1080-queue "$src1080 ! queue ! $det ! $sink"
+  log "round $r/$ROUNDS: (4) decode only"
+  run "$ex/pipeline-bench" --label decode-1080 "$src1080 ! $sink"
+  if [ -z "${BENCH_SKIP_PY:-}" ]; then
+    log "round $r/$ROUNDS: (5) Ultralytics predict"
+    run env YOLO_OFFLINE=1 "$PY" scripts/bench_tools.py ultralytics "$MODEL" "$V1080" "$THREADS" \
+      "$B/ultralytics-1080p.jsonl"
+  fi
+done
 if [ "$have_overlay" = 1 ]; then
   log "yolooverlay cost"
   run "$ex/overlay-cost"
 fi
 if [ -z "${BENCH_SKIP_PY:-}" ]; then
-  log "(5) Ultralytics predict"
-  run env YOLO_OFFLINE=1 "$PY" scripts/bench_tools.py ultralytics "$MODEL" "$V1080" "$THREADS" \
-    "$B/ultralytics-1080p.jsonl"
   log "our boxes on the same file (examples/yolo-json)"
   "$ex/yolo-json" "$V1080" --model "$MODEL" > "$B/ours-1080p.jsonl"
   run "$PY" scripts/bench_tools.py match "$B/ours-1080p.jsonl" "$B/ultralytics-1080p.jsonl"
@@ -133,8 +144,10 @@ if [ -z "${BENCH_SKIP_PY:-}" ]; then
     "$SHARED/media" "${specs[@]}"
 fi
 log "CPU arena: memory across engine create/drop cycles"
-run "$ex/engine-churn" --arena off --threads "$THREADS" --cycles 50
-run "$ex/engine-churn" --arena on --threads "$THREADS" --cycles 50
+for _ in 1 2; do
+  run "$ex/engine-churn" --arena off --threads "$THREADS" --cycles 50
+  run "$ex/engine-churn" --arena on --threads "$THREADS" --cycles 50
+done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT"
 
 echo

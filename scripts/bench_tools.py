@@ -39,7 +39,7 @@ def ultralytics_predict(model, video, threads, out):
 
     torch.set_num_threads(threads)
     # Ultralytics' ONNX session with yolodetect's thread count; the rest stays as Ultralytics
-    # sets it (BENCH_ULTRA_OPTS=ours gives it all of yolodetect's options: no spinning, no CPU
+    # sets it (BENCH_ULTRA_OPTS=ours gives it all of yolodetect's options: no spinning, CPU
     # arena).
     ours = os.environ.get("BENCH_ULTRA_OPTS") == "ours"
     real_session = ort.InferenceSession
@@ -50,7 +50,7 @@ def ultralytics_predict(model, video, threads, out):
         if ours:
             so.inter_op_num_threads = 1
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.enable_cpu_mem_arena = False
+            so.enable_cpu_mem_arena = True
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         return real_session(path, sess_options=so, providers=providers, **kw)
@@ -241,16 +241,31 @@ def accuracy(reference, media, *named):
 
 # --- report ----------------------------------------------------------------------------------
 
+def median(v):
+    v = sorted(x for x in v if x == x)
+    if not v:
+        return float("nan")
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
 def report(path):
+    # Each measurement may appear once per round; lists keep them in round order.
     b = {}
     for line in open(path):
         if line.startswith("BENCH "):
             d = json.loads(line[6:])
-            b[d["name"]] = d
+            b.setdefault(d["name"], []).append(d)
 
-    def fps(name, key="p50_ms"):
-        d = b.get(name)
-        return 1000.0 / d[key] if d and d.get(key) else float("nan")
+    def fps_of(d):
+        # Pipelines: frames / wall time; raw runs: 1000 / p50.
+        return d.get("fps") or 1000.0 / d["p50_ms"]
+
+    def rounds(name):
+        return [fps_of(d) for d in b.get(name, [])]
+
+    def med(name, key):
+        return median([d[key] for d in b.get(name, []) if key in d])
 
     rows = [("1", "raw ONNX Runtime `run` (Engine, pre-made tensor)", "ort-raw"),
             ("2", "`yolodetect ! fakesink`, 640x640 RGB input", "pipe-640"),
@@ -258,59 +273,90 @@ def report(path):
             ("3q", "`decodebin ! queue ! yolodetect ! fakesink`, 1080p H.264", "pipe-1080-queue"),
             ("4", "`decodebin ! fakesink` (decode only), 1080p H.264", "decode-1080"),
             ("5", "Ultralytics `predict(stream=True)`, 1080p H.264", "ultralytics"),
-            ("i8s", "`yolodetect` static QDQ INT8, 640x640 RGB", "pipe-640-int8-static"),
-            ("i8d", "`yolodetect` dynamic INT8, 640x640 RGB", "pipe-640-int8-dynamic"),
             ("1s", "raw ONNX Runtime, static QDQ INT8", "ort-raw-int8-static"),
-            ("1d", "raw ONNX Runtime, dynamic INT8", "ort-raw-int8-dynamic")]
-    print("| # | what | frames | p50 ms/frame | p90 ms/frame | fps at p50 | fps (frames / wall) |")
+            ("2s", "`yolodetect` static QDQ INT8, 640x640 RGB", "pipe-640-int8-static"),
+            ("1d", "raw ONNX Runtime, dynamic INT8", "ort-raw-int8-dynamic"),
+            ("2d", "`yolodetect` dynamic INT8, 640x640 RGB", "pipe-640-int8-dynamic")]
+    print("| # | what | rounds | p50 ms/frame | p90 ms/frame | fps (median of rounds) | fps per round |")
     print("|---|---|---|---|---|---|---|")
     for num, what, name in rows:
-        d = b.get(name)
-        if not d:
+        ds = b.get(name)
+        if not ds:
             continue
-        if name == "ultralytics" and d.get("options"):
-            what += f" ({d['options']})"
-        wall = d.get("fps")
-        print(f"| {num} | {what} | {d.get('frames', d.get('runs', ''))} | {d['p50_ms']:.2f} | "
-              f"{d['p90_ms']:.2f} | {1000 / d['p50_ms']:.2f} | "
-              f"{f'{wall:.2f}' if wall else '-'} |")
+        if name == "ultralytics" and ds[0].get("options"):
+            what += f" ({ds[0]['options']})"
+        f = rounds(name)
+        print(f"| {num} | {what} | {len(ds)} | {med(name, 'p50_ms'):.2f} | {med(name, 'p90_ms'):.2f} | "
+              f"{median(f):.2f} | {', '.join(f'{x:.2f}' for x in f)} |")
+    print()
+    print("fps: pipelines = frames / wall time between the 6th and the last frame at the sink; "
+          "(1) = 1000 / p50 of `run`. p50/p90 ms/frame: of the per-frame intervals at the sink "
+          "(pipelines) or of `run` (1), median over rounds.")
     print()
 
-    def wall_or_p50(name):
-        d = b.get(name)
-        if not d:
-            return float("nan")
-        return d.get("fps") or 1000.0 / d["p50_ms"]
+    def ratio(num, dens):
+        # Per round (the rounds interleave, so machine drift hits both sides alike), then median.
+        n = min([len(rounds(num))] + [len(rounds(d)) for d in dens])
+        per = [rounds(num)[i] / min(rounds(d)[i] for d in dens) for i in range(n)]
+        return median(per), per
 
-    f1, f2, f3 = fps("ort-raw"), wall_or_p50("pipe-640"), wall_or_p50("pipe-1080")
-    f3q, f4, f5 = wall_or_p50("pipe-1080-queue"), wall_or_p50("decode-1080"), wall_or_p50("ultralytics")
-    print("| ratio | value | target |")
-    print("|---|---|---|")
-    print(f"| (2)/(1) | {f2 / f1:.3f} | >= 0.95 |")
-    print(f"| (3)/min((1),(4)) | {f3 / min(f1, f4):.3f} | >= 0.90 |")
-    print(f"| (3q)/min((1),(4)) | {f3q / min(f1, f4):.3f} | (queue variant) |")
-    print(f"| (3)/(5) | {f3 / f5:.3f} | >= 1.25 |")
-    m = b.get("box-match")
+    print("| ratio | median of rounds | per round | target |")
+    print("|---|---|---|---|")
+    for label, num, dens, target in [
+            ("(2)/(1)", "pipe-640", ["ort-raw"], ">= 0.95"),
+            ("(3)/min((1),(4))", "pipe-1080", ["ort-raw", "decode-1080"], ">= 0.90"),
+            ("(3q)/min((1),(4))", "pipe-1080-queue", ["ort-raw", "decode-1080"], "(with a queue)"),
+            ("(3)/(5)", "pipe-1080", ["ultralytics"], ">= 1.25"),
+            ("(3q)/(5)", "pipe-1080-queue", ["ultralytics"], "(with a queue)"),
+            ("(1)/(5)", "ort-raw", ["ultralytics"], "(ceiling of (3)/(5) without overlap)")]:
+        m, per = ratio(num, dens)
+        if per:
+            print(f"| {label} | {m:.3f} | {', '.join(f'{x:.3f}' for x in per)} | {target} |")
+    m = (b.get("box-match") or [None])[-1]
     if m:
         print(f"| boxes of (5) matched by ours (same class, IoU >= 0.9) | {m['matched']}/{m['total']} "
-              f"= {100 * m['share']:.2f}% | >= 99% |")
+              f"= {100 * m['share']:.2f}% | | >= 99% |")
         print(f"| ... of its boxes with conf >= 0.35 | {m['matched35']}/{m['total35']} "
-              f"= {100 * m['share35']:.2f}% | |")
+              f"= {100 * m['share35']:.2f}% | {m['missed_below_030']} of {m['missed']} misses have conf < 0.30 | |")
     print()
-    print("Pipeline fps: frames / wall time between the 6th and last frame at the sink; "
-          "(1) fps = 1000 / p50.")
-    print()
-    print("| stage cost inside yolodetect | 640x640 RGB p50 / p99 ms | 1080p I420 p50 / p99 ms |")
+    print("| stage cost inside yolodetect (`stats` property, median of rounds) | 640x640 RGB p50 / p99 ms "
+          "| 1080p I420 p50 / p99 ms |")
     print("|---|---|---|")
-    s640 = b.get("pipe-640", {}).get("stats", {})
-    s1080 = b.get("pipe-1080", {}).get("stats", {})
+
+    def stat(name, key):
+        return median([d["stats"][key] for d in b.get(name, []) if key in d.get("stats", {})])
+
     for st in ["pre", "infer", "post", "meta", "added", "total"]:
-        def cell(s):
-            if f"{st}-p50-ms" not in s:
-                return "-"
-            return f"{s[f'{st}-p50-ms']:.2f} / {s[f'{st}-p99-ms']:.2f}"
-        label = "added (all but infer)" if st == "added" else st
-        print(f"| {label} | {cell(s640)} | {cell(s1080)} |")
+        def cell(name):
+            p50, p99 = stat(name, f"{st}-p50-ms"), stat(name, f"{st}-p99-ms")
+            return "-" if p50 != p50 else f"{p50:.2f} / {p99:.2f}"
+        label = "added (everything but infer)" if st == "added" else st
+        print(f"| {label} | {cell('pipe-640')} | {cell('pipe-1080')} |")
+    pp = (b.get("prepost-allocs") or [None])[0]
+    if pp:
+        print()
+        print(f"Allocations in steady state (examples/ort-bench.rs --prepost, {pp['frames']} frames of "
+              f"1080p I420, counting allocator): pre-processing {pp['pre_allocs']}, "
+              f"post-processing {pp['post_allocs']}.")
+    churn = [(k, b.get(f"churn-arena-{k}", [])) for k in ("off", "on")]
+    if all(ds for _, ds in churn):
+        print()
+        print("| CPU arena (EngineConfig.cpu_arena), per process | RSS after 1 | after 10 | after 50 "
+              "create/drop cycles | run p50, alternating engines: off / on |")
+        print("|---|---|---|---|---|")
+        for k, ds in churn:
+            for d in ds:
+                print(f"| {k} | {d.get('rss_after_1_mib', 0):.0f} MiB | {d.get('rss_after_10_mib', 0):.0f} MiB "
+                      f"| {d.get('rss_after_50_mib', 0):.0f} MiB | {d['off_p50_ms']:.2f} / {d['on_p50_ms']:.2f} ms |")
+    accs = [ds[-1] for n, ds in b.items() if n.startswith("accuracy-")]
+    if accs:
+        print()
+        print("| model through yolodetect (reference PNGs) | reference boxes matched (DECODED tolerance) "
+              "| extra boxes | IoU mean / min | abs conf diff mean / max |")
+        print("|---|---|---|---|---|")
+        for d in accs:
+            print(f"| {d['name'][9:]} | {d['matched']}/{d['needed']} | {d['extra']} | "
+                  f"{d['iou_mean']:.3f} / {d['iou_min']:.3f} | {d['dconf_mean']:.3f} / {d['dconf_max']:.3f} |")
     overlay = [l.strip() for l in open(path) if l.startswith("overlay ")]
     if overlay:
         print()
