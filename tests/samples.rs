@@ -37,9 +37,10 @@ fn work_dir() -> &'static Path {
     })
 }
 
-/// Re-encodes frames CLIP_FIRST.. of bikes.mp4 into a short MP4. A probe drops the other
-/// frames, so the file still ends with its own EOS (stopping early with identity eos-after can
-/// stall muxers behind decodebin's queues).
+/// Re-encodes frames CLIP_FIRST.. of bikes.mp4 into a short MP4. A probe consumes the other
+/// frames (`Handled`: `Drop` logs criticals with GStreamer 1.22), so the file still ends with
+/// its own EOS (stopping early with identity eos-after can stall muxers behind decodebin's
+/// queues).
 fn clip() -> &'static Path {
     static CLIP: OnceLock<PathBuf> = OnceLock::new();
     CLIP.get_or_init(|| {
@@ -64,7 +65,7 @@ fn clip() -> &'static Path {
                 if (CLIP_FIRST..CLIP_FIRST + CLIP_FRAMES as u64).contains(&i) {
                     gst::PadProbeReturn::Ok
                 } else {
-                    gst::PadProbeReturn::Drop
+                    gst::PadProbeReturn::Handled
                 }
             },
         );
