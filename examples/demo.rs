@@ -118,14 +118,10 @@ fn run(args: Args) -> Result<(), String> {
     let video_out = args.out.join(format!("{stem}-yolo.mp4"));
     let json_out = args.out.join(format!("{stem}-yolo.jsonl"));
 
-    // identity eos-after=N passes N-1 buffers, then ends the stream.
-    let limit = args.frames.map_or(String::new(), |n| {
-        format!("identity eos-after={} ! ", n + 1)
-    });
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc name=src ! decodebin ! {limit}videoconvert ! yolodetect name=det ! yolooverlay \
-         ! videoconvert ! x264enc speed-preset=veryfast ! mp4mux ! filesink name=sink"
-    ))
+    let pipeline = gst::parse::launch(
+        "filesrc name=src ! decodebin ! videoconvert name=conv ! yolodetect name=det ! yolooverlay \
+         ! videoconvert ! x264enc speed-preset=veryfast ! mp4mux ! filesink name=sink",
+    )
     .map_err(|e| format!("building the pipeline: {e} (run scripts/install-deps.sh)"))?
     .downcast::<gst::Pipeline>()
     .map_err(|_| "not a pipeline")?;
@@ -136,6 +132,9 @@ fn run(args: Args) -> Result<(), String> {
     let det = by_name("det")?;
     det.set_property("model", model.display().to_string());
 
+    if let Some(n) = args.frames {
+        limit_frames(&by_name("conv")?, n)?;
+    }
     let json = File::create(&json_out).map_err(|e| format!("{}: {e}", json_out.display()))?;
     let stats = Arc::new(Mutex::new(Stats {
         json: Some(BufWriter::new(json)),
@@ -163,6 +162,25 @@ fn run(args: Args) -> Result<(), String> {
         video_out: &video_out,
         json_out: &json_out,
     });
+    Ok(())
+}
+
+/// Lets the first `n` decoded frames through and drops the rest. The file still ends with its
+/// own EOS: ending the stream early from the middle of the pipeline can stall the muxer.
+/// `Handled` rather than `Drop`: the probe consumes the buffer (with gstreamer-rs 0.25 on
+/// GStreamer 1.22, `Drop` logs a critical for every dropped buffer).
+fn limit_frames(conv: &gst::Element, n: u32) -> Result<(), String> {
+    let seen = std::sync::atomic::AtomicU32::new(0);
+    conv.static_pad("sink")
+        .ok_or("videoconvert has no sink pad")?
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                gst::PadProbeReturn::Ok
+            } else {
+                gst::PadProbeReturn::Handled
+            }
+        })
+        .ok_or("could not add the frame limit probe")?;
     Ok(())
 }
 

@@ -1,16 +1,17 @@
 # shellcheck shell=bash
 # Sourced by every sample: makes the plugin findable and reads the knobs that let the test
 # suite (tests/samples.rs) bound a sample without changing what it shows.
-#   FRAMES            stop after this many decoded frames (unset: run to the end of the input)
+#   FRAMES            stop after about this many frames: meant for live sources (RTSP, cameras);
+#                     files end by themselves (an early stop there can stall hlssink2)
 #   SINK              replaces the sample's final sink, e.g. SINK="fakesink silent=false"
 #   GST_LAUNCH_FLAGS  extra gst-launch-1.0 flags, e.g. -v to print each buffer's metas
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${GST_YOLO_SHARED:-$REPO/../shared}
 
 # An installed plugin wins; otherwise use the one `cargo build --release` leaves in target/.
-if ! gst-inspect-1.0 --exists yolodetect; then
+if ! gst-inspect-1.0 yolodetect >/dev/null 2>&1; then
   export GST_PLUGIN_PATH="$REPO/target/release${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
-  if ! gst-inspect-1.0 --exists yolodetect; then
+  if ! gst-inspect-1.0 yolodetect >/dev/null 2>&1; then
     echo "yolodetect not found: run 'cargo build --release' in $REPO or install the plugin (README.md, Installing)" >&2
     exit 1
   fi
