@@ -18,7 +18,6 @@
 //! to `out/`. The JSON lines have the format of the `yolo-json` example.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
@@ -232,47 +231,14 @@ fn add_json_probe(det: &gst::Element, stats: Arc<Mutex<Stats>>) -> Result<(), St
 
 /// The `yolo-json` example's line format.
 fn json_line(frame: u64, buf: &gst::BufferRef, (w, h): (u32, u32)) -> String {
-    let pts = buf
-        .pts()
-        .map_or("null".to_string(), |t| t.nseconds().to_string());
-    let mut line = format!(
-        "{{\"frame\": {frame}, \"pts_ns\": {pts}, \"width\": {w}, \"height\": {h}, \"detections\": ["
-    );
-    if let Some(meta) = buf.meta::<DetectionMeta>() {
-        for (i, d) in meta.detections().iter().enumerate() {
-            let _ = write!(
-                line,
-                "{}{{\"class_id\": {}, \"label\": {}, \"confidence\": {:.4}, \"box\": [{:.1}, {:.1}, {:.1}, {:.1}]}}",
-                if i > 0 { ", " } else { "" },
-                d.class_id,
-                json_string(&d.label),
-                d.confidence,
-                d.x1,
-                d.y1,
-                d.x2,
-                d.y2
-            );
-        }
-    }
-    line.push_str("]}");
-    line
-}
-
-fn json_string(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+    let dets = buf.meta::<DetectionMeta>();
+    gstyolo::detection::json_line(
+        frame,
+        buf.pts().map(|t| t.nseconds()),
+        w,
+        h,
+        dets.as_ref().map_or(&[][..], |m| m.detections()),
+    )
 }
 
 /// Plays to EOS; the first error message on the bus becomes the error.

@@ -10,7 +10,6 @@
 //! The model defaults to `$GST_YOLO_MODEL`, then `../shared/models/yolov8n.onnx`. Works for a
 //! still image (JPEG, PNG) as well as video. Exits non-zero with the bus error on failure.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -126,27 +125,14 @@ fn run(args: Args) -> Result<(), String> {
                     .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
                     .map_or((0, 0), |i| (i.width(), i.height()));
                 let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
-                let mut line = format!(
-                    "{{\"frame\": {frame}, \"pts_ns\": {}, \"width\": {w}, \"height\": {h}, \"detections\": [",
-                    buf.pts().map_or("null".to_string(), |t| t.nseconds().to_string())
+                let meta = buf.meta::<DetectionMeta>();
+                let line = gstyolo::detection::json_line(
+                    frame,
+                    buf.pts().map(|t| t.nseconds()),
+                    w,
+                    h,
+                    meta.as_ref().map_or(&[][..], |m| m.detections()),
                 );
-                if let Some(meta) = buf.meta::<DetectionMeta>() {
-                    for (i, d) in meta.detections().iter().enumerate() {
-                        let _ = write!(
-                            line,
-                            "{}{{\"class_id\": {}, \"label\": {}, \"confidence\": {:.4}, \"box\": [{:.1}, {:.1}, {:.1}, {:.1}]}}",
-                            if i > 0 { ", " } else { "" },
-                            d.class_id,
-                            json_string(&d.label),
-                            d.confidence,
-                            d.x1,
-                            d.y1,
-                            d.x2,
-                            d.y2
-                        );
-                    }
-                }
-                line.push_str("]}");
                 println!("{line}");
                 frame += 1;
                 Ok(gst::FlowSuccess::Ok)
@@ -193,23 +179,6 @@ fn bus_error(pipeline: &gst::Pipeline) -> String {
             _ => None,
         })
         .unwrap_or_else(|| "could not start the pipeline".into())
-}
-
-fn json_string(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 fn main() -> ExitCode {

@@ -30,3 +30,86 @@ impl Detection {
         [self.x1, self.y1, self.x2, self.y2]
     }
 }
+
+/// One frame's detections as a JSON line, the format `examples/yolo-json.rs` and the demo print:
+/// `{"frame": n, "pts_ns": t, "width": w, "height": h, "detections": [{"class_id": c,
+/// "label": "...", "confidence": f, "box": [x1, y1, x2, y2]}]}` (`pts_ns` is `null` if unknown).
+pub fn json_line(
+    frame: u64,
+    pts_ns: Option<u64>,
+    width: u32,
+    height: u32,
+    detections: &[Detection],
+) -> String {
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(96 + 96 * detections.len());
+    let _ = write!(line, "{{\"frame\": {frame}, \"pts_ns\": ");
+    match pts_ns {
+        Some(t) => {
+            let _ = write!(line, "{t}");
+        }
+        None => line.push_str("null"),
+    }
+    let _ = write!(
+        line,
+        ", \"width\": {width}, \"height\": {height}, \"detections\": ["
+    );
+    for (i, d) in detections.iter().enumerate() {
+        if i > 0 {
+            line.push_str(", ");
+        }
+        let _ = write!(line, "{{\"class_id\": {}, \"label\": ", d.class_id);
+        push_json_string(&mut line, &d.label);
+        let _ = write!(
+            line,
+            ", \"confidence\": {:.4}, \"box\": [{:.1}, {:.1}, {:.1}, {:.1}]}}",
+            d.confidence, d.x1, d.y1, d.x2, d.y2
+        );
+    }
+    line.push_str("]}");
+    line
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_line_format() {
+        let d = Detection {
+            class_id: 0,
+            label: Arc::from("a \"b\"\n"),
+            confidence: 0.87654,
+            x1: 1.0,
+            y1: 2.25,
+            x2: 30.0,
+            y2: 40.04,
+        };
+        assert_eq!(
+            json_line(3, Some(40), 64, 48, &[d.clone(), d]),
+            "{\"frame\": 3, \"pts_ns\": 40, \"width\": 64, \"height\": 48, \"detections\": [\
+             {\"class_id\": 0, \"label\": \"a \\\"b\\\"\\u000a\", \"confidence\": 0.8765, \"box\": [1.0, 2.2, 30.0, 40.0]}, \
+             {\"class_id\": 0, \"label\": \"a \\\"b\\\"\\u000a\", \"confidence\": 0.8765, \"box\": [1.0, 2.2, 30.0, 40.0]}]}"
+        );
+        assert_eq!(
+            json_line(0, None, 1, 1, &[]),
+            "{\"frame\": 0, \"pts_ns\": null, \"width\": 1, \"height\": 1, \"detections\": []}"
+        );
+    }
+}

@@ -26,6 +26,21 @@ pub(crate) fn supported_caps() -> gst::Caps {
         .build()
 }
 
+/// Always-present src and sink templates with [`supported_caps`], for the in-place filters.
+pub(crate) fn filter_pad_templates() -> Vec<gst::PadTemplate> {
+    let caps = supported_caps();
+    [
+        ("src", gst::PadDirection::Src),
+        ("sink", gst::PadDirection::Sink),
+    ]
+    .into_iter()
+    .map(|(name, dir)| {
+        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps)
+            .expect("static template with valid caps")
+    })
+    .collect()
+}
+
 /// Maps caps to the element-internal frame description.
 pub(crate) fn layout_of(info: &gst_video::VideoInfo) -> Option<(PixelLayout, YuvColor)> {
     use gst_video::VideoFormat as F;

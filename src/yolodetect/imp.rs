@@ -18,7 +18,7 @@ use crate::meta::DetectionMeta;
 use crate::postprocess::{PostParams, Postprocessor};
 use crate::preprocess::Preprocessor;
 use crate::stats::{FrameTimes, StageStats, Summary};
-use crate::video::{frame_ref, layout_of, supported_caps};
+use crate::video::{frame_ref, layout_of};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -347,25 +347,8 @@ impl ElementImpl for YoloDetect {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = supported_caps();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-            ]
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(crate::video::filter_pad_templates);
         TEMPLATES.as_ref()
     }
 }

@@ -13,7 +13,7 @@ use crate::detection::Detection;
 use crate::draw::{self, DrawStyle};
 use crate::frame::{PixelLayout, YuvColor};
 use crate::meta::DetectionMeta;
-use crate::video::{frame_mut, layout_of, supported_caps};
+use crate::video::{frame_mut, layout_of};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -157,25 +157,8 @@ impl ElementImpl for YoloOverlay {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = supported_caps();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-            ]
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(crate::video::filter_pad_templates);
         TEMPLATES.as_ref()
     }
 }
