@@ -19,6 +19,8 @@ use crate::meta::DetectionMeta;
 use crate::postprocess::{PostParams, Postprocessor};
 use crate::preprocess::Preprocessor;
 
+use super::providers::{self, GpuSettings};
+
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "yolodetect",
@@ -83,6 +85,8 @@ struct Settings {
     num_threads: u32,
     execution_provider: ExecutionProvider,
     device_id: i32,
+    /// CUDA and TensorRT options (see `providers.rs`).
+    gpu: GpuSettings,
 }
 
 impl Default for Settings {
@@ -98,6 +102,7 @@ impl Default for Settings {
             num_threads: 0,
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
+            gpu: GpuSettings::default(),
         }
     }
 }
@@ -108,8 +113,6 @@ struct State {
     labels: Vec<Arc<str>>,
     pre: Preprocessor,
     post: Postprocessor,
-    /// The model input tensor, reused every frame.
-    input: Vec<f32>,
     detections: Vec<Detection>,
     info: Option<gst_video::VideoInfo>,
     layout: Option<(PixelLayout, YuvColor)>,
@@ -142,7 +145,7 @@ impl ObjectImpl for YoloDetect {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let s = Settings::default();
-            vec![
+            let mut v = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb("Path to a YOLO ONNX model (YOLOv5/v8/11 heads or end-to-end [B,K,6] exports); changeable in NULL or READY")
@@ -215,7 +218,9 @@ impl ObjectImpl for YoloDetect {
                     .blurb("The execution provider actually running the model (empty until started)")
                     .read_only()
                     .build(),
-            ]
+            ];
+            v.extend(providers::properties());
+            v
         });
         PROPS.as_ref()
     }
@@ -260,7 +265,11 @@ impl ObjectImpl for YoloDetect {
                 s.execution_provider = value.get().expect("type checked upstream")
             }
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
-            _ => unimplemented!(),
+            name => {
+                if !providers::set(&mut s.gpu, name, value) {
+                    unimplemented!()
+                }
+            }
         }
     }
 
@@ -296,7 +305,7 @@ impl ObjectImpl for YoloDetect {
                     .unwrap_or("")
                     .to_value()
             }
-            _ => unimplemented!(),
+            name => providers::get(&s.gpu, name).unwrap_or_else(|| unimplemented!()),
         }
     }
 }
@@ -423,6 +432,7 @@ impl YoloDetect {
         cfg.provider = s.execution_provider.into();
         cfg.device_id = s.device_id;
         cfg.num_threads = s.num_threads as usize;
+        s.gpu.apply(&mut cfg);
         let engine = Engine::new(&cfg).map_err(|e| engine_error_msg(&e))?;
         let info = engine.info().clone();
         gst::info!(
@@ -438,13 +448,11 @@ impl YoloDetect {
             engine.runtime_path().display()
         );
         let labels = self.load_labels(s, &info)?;
-        let input = vec![0.0f32; engine.input_len()];
         Ok(State {
             engine,
             labels,
             pre: Preprocessor::new(),
             post: Postprocessor::new(),
-            input,
             detections: Vec::with_capacity(DEFAULT_MAX_DET as usize),
             info: None,
             layout: None,
@@ -495,6 +503,26 @@ impl YoloDetect {
     }
 }
 
+impl YoloDetect {
+    fn post(&self, s: gst::Structure) {
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+    }
+
+    /// Posts engine events as element messages (never under the state lock: a sync bus handler
+    /// may read `active-provider`).
+    fn post_engine_events(&self, events: Vec<engine::EngineEvent>) {
+        for ev in &events {
+            gst::info!(CAT, imp = self, "{ev:?}");
+            self.post(providers::event_structure(ev));
+            if matches!(ev, engine::EngineEvent::Switched { .. }) {
+                self.obj().notify("active-provider");
+            }
+        }
+    }
+}
+
 fn engine_error_msg(e: &EngineError) -> gst::ErrorMessage {
     // The text goes into the message itself: it is what gst-launch and applications show.
     match e {
@@ -520,18 +548,23 @@ impl BaseTransformImpl for YoloDetect {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         install_ort_logger();
         let settings = self.settings.lock().clone();
-        let state = self.build_state(&settings)?;
+        let mut state = self.build_state(&settings)?;
         let provider = state.engine.provider();
+        // `auto` says which providers it passed over and why; TensorRT events follow.
+        let mut started = gst::Structure::builder("yolodetect-started")
+            .field("execution-provider", provider.name())
+            .field(
+                "requested-provider",
+                Provider::from(settings.execution_provider).name(),
+            );
+        for (p, reason) in state.engine.fallbacks() {
+            gst::info!(CAT, imp = self, "{} not used: {reason}", p.name());
+            started = started.field(format!("{}-unavailable", p.name()), reason.as_str());
+        }
+        let events = state.engine.poll();
         *self.state.lock() = Some(state);
-        let _ = self.obj().post_message(
-            gst::message::Element::builder(
-                gst::Structure::builder("yolodetect-started")
-                    .field("execution-provider", provider.name())
-                    .build(),
-            )
-            .src(&*self.obj())
-            .build(),
-        );
+        self.post(started.build());
+        self.post_engine_events(events);
         self.obj().notify("active-provider");
         Ok(())
     }
@@ -564,6 +597,14 @@ impl BaseTransformImpl for YoloDetect {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
+        let events = self
+            .state
+            .lock()
+            .as_mut()
+            .map(|st| st.engine.poll())
+            .unwrap_or_default();
+        self.post_engine_events(events);
         let s = self.settings.lock().clone();
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -597,7 +638,7 @@ impl BaseTransformImpl for YoloDetect {
                 gst::FlowError::Error
             })?;
             let (w, h) = (st.engine.info().input_width, st.engine.info().input_height);
-            st.pre.run(&fr, w, h, &mut st.input).map_err(|e| {
+            st.pre.run(&fr, w, h, st.engine.input_mut()).map_err(|e| {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
@@ -619,13 +660,12 @@ impl BaseTransformImpl for YoloDetect {
             engine,
             labels,
             post,
-            input,
             detections,
             ..
         } = st;
         let head = engine.info().head;
         let t2 = engine
-            .run(input, 1, |_shape, data| {
+            .run_input(|_shape, data| {
                 let t2 = Instant::now();
                 post.run(&head, data, &params, &letterbox, labels, detections);
                 t2
