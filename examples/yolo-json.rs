@@ -154,9 +154,11 @@ fn run(args: Args) -> Result<(), String> {
             .build(),
     );
 
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|_| bus_error(&pipeline))?;
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let e = bus_error(&pipeline);
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(e);
+    }
     let bus = pipeline.bus().expect("pipeline has a bus");
     let mut result = Ok(());
     for msg in bus.iter_timed(gst::ClockTime::NONE) {

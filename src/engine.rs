@@ -456,34 +456,56 @@ impl Engine {
         if let Some(trt) = trt
             && engine.provider == Provider::Cuda
         {
-            let (tx, rx) = mpsc::channel();
-            let (rt2, cfg2) = (rt.clone(), cfg.clone());
-            let spawned = std::thread::Builder::new()
-                .name("yolo-trt-build".into())
-                .spawn(move || {
-                    let r = Self::with_provider(&rt2, &cfg2, Provider::TensorRt, Some(&trt));
-                    // The element may have stopped meanwhile; then nobody wants the engine.
-                    let _ = tx.send(r);
-                });
-            match spawned {
-                Ok(_) => {
-                    let now = Instant::now();
-                    engine.upgrade = Some(Upgrade {
-                        rx,
-                        started: now,
-                        last_progress: now,
-                    });
-                    engine.events.push(EngineEvent::TensorRtBuildStarted {
-                        serving: engine.provider,
-                        engine_cache: prepare_cache_hint(cfg),
-                    });
-                }
-                Err(e) => engine
-                    .fallbacks
-                    .push((Provider::TensorRt, format!("cannot start a thread: {e}"))),
-            }
+            engine.build_in_background(rt, cfg, Provider::TensorRt, Some(trt));
         }
         Ok(engine)
+    }
+
+    /// Builds an engine for `provider` on a background thread; [`Engine::poll`] switches to it
+    /// at a frame boundary once it is ready.
+    fn build_in_background(
+        &mut self,
+        rt: &Runtime,
+        cfg: &EngineConfig,
+        provider: Provider,
+        trt: Option<TrtSetup>,
+    ) {
+        let (tx, rx) = mpsc::channel();
+        let (rt2, cfg2) = (rt.clone(), cfg.clone());
+        let engine_cache = trt.as_ref().and_then(|t| t.engine_cache.clone());
+        let spawned = std::thread::Builder::new()
+            .name("yolo-engine-build".into())
+            .spawn(move || {
+                let r = Self::with_provider(&rt2, &cfg2, provider, trt.as_ref());
+                // The element may have stopped meanwhile; then nobody wants the engine.
+                let _ = tx.send(r);
+            });
+        match spawned {
+            Ok(_) => {
+                let now = Instant::now();
+                self.upgrade = Some(Upgrade {
+                    rx,
+                    started: now,
+                    last_progress: now,
+                });
+                self.events.push(EngineEvent::TensorRtBuildStarted {
+                    serving: self.provider,
+                    engine_cache,
+                });
+            }
+            Err(e) => self
+                .fallbacks
+                .push((provider, format!("cannot start a thread: {e}"))),
+        }
+    }
+
+    /// Test hook: builds a second engine for `cfg` in the background as `auto` does for
+    /// TensorRT, so the switch-over can be exercised without TensorRT.
+    #[doc(hidden)]
+    pub fn rebuild_in_background(&mut self, cfg: &EngineConfig) -> Result<(), EngineError> {
+        let rt = runtime()?;
+        self.build_in_background(&rt, cfg, cfg.provider, None);
+        Ok(())
     }
 
     fn with_provider(
@@ -722,13 +744,14 @@ impl Engine {
 
     /// Output shape from a run on host tensors (resolves dynamic dimensions).
     fn warm_up_shape(&mut self) -> Result<Vec<i64>, EngineError> {
-        let input = vec![114.0 / 255.0; self.input_len()];
+        let input = vec![crate::preprocess::PAD_VALUE as f32 / 255.0; self.input_len()];
         run_host(&mut self.session, &self.info, &input, 1, |s, _| s.to_vec())
     }
 
     fn resolve_head(&mut self) -> Result<(), EngineError> {
         // Letterbox pad value, so the warm-up sees a realistic (empty) frame.
-        self.input_mut().fill(114.0 / 255.0);
+        self.input_mut()
+            .fill(crate::preprocess::PAD_VALUE as f32 / 255.0);
         let shape = self.run_input(|s, _| s.to_vec())?;
         let num_names = self.info.names.as_ref().map(Vec::len);
         let head = HeadLayout::detect(&shape, num_names).map_err(|error| EngineError::Head {
@@ -782,11 +805,6 @@ fn static_output_shape(session: &Session) -> Option<Vec<i64>> {
         *b = 1;
     }
     (!dims.is_empty() && dims.iter().all(|&d| d > 0)).then_some(dims)
-}
-
-/// The cache root, for reporting before the key is known.
-fn prepare_cache_hint(cfg: &EngineConfig) -> Option<PathBuf> {
-    cfg.tensorrt.cache_dir.clone()
 }
 
 /// Checks that TensorRT can start here and works out its cache directories; the error says

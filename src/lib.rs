@@ -18,10 +18,13 @@ pub mod labels;
 pub mod meta;
 pub mod postprocess;
 pub mod preprocess;
+mod video;
 pub mod yolodetect;
+pub mod yolooverlay;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     yolodetect::register(plugin)?;
+    yolooverlay::register(plugin)?;
     Ok(())
 }
 

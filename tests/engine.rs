@@ -5,7 +5,7 @@
 
 mod common;
 
-use gstyolo::engine::{Engine, EngineConfig, EngineError, IoBindingMode, Provider};
+use gstyolo::engine::{Engine, EngineConfig, EngineError, EngineEvent, IoBindingMode, Provider};
 
 fn provider() -> Provider {
     match common::test_provider().as_deref() {
@@ -110,4 +110,54 @@ fn cuda_graph_needs_static_shapes() {
     cfg.cuda.cuda_graph = true;
     let e = Engine::new(&cfg).unwrap_err().to_string();
     assert!(e.contains("static shapes"), "{e}");
+}
+
+#[test]
+fn background_build_switches_at_a_frame_boundary() {
+    if provider() != Provider::Cpu {
+        return;
+    }
+    let mut cfg = EngineConfig::new(common::model("yolov8n.onnx"));
+    cfg.provider = Provider::Cpu;
+    let mut e = Engine::new(&cfg).unwrap();
+    let x = input(e.input_len());
+    let before = e.run(&x, 1, |_, d| d.to_vec()).unwrap();
+    // As `auto` does for TensorRT, here with a second CPU engine (one thread).
+    cfg.num_threads = 1;
+    e.rebuild_in_background(&cfg).unwrap();
+    let mut events = e.poll();
+    assert!(
+        matches!(
+            events.first(),
+            Some(EngineEvent::TensorRtBuildStarted {
+                serving: Provider::Cpu,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    // Frames keep being served meanwhile.
+    e.run(&x, 1, |_, _| ()).unwrap();
+    events.extend(e.wait_for_upgrade(std::time::Duration::from_secs(120)));
+    assert!(
+        events.iter().any(|ev| matches!(
+            ev,
+            EngineEvent::Switched {
+                from: Provider::Cpu,
+                to: Provider::Cpu,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // The new engine runs, on its own input buffer, with the same results.
+    e.input_mut().copy_from_slice(&x);
+    let after = e.run_input(|_, d| d.to_vec()).unwrap();
+    let max = before
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max <= 1e-3, "max difference {max}");
+    assert!(e.poll().is_empty());
 }

@@ -23,6 +23,9 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 say() { printf '== %s\n' "$*"; }
 size() { stat -c %s "$1"; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f MB", b / 1e6 }'; }
+for t in apt-get dpkg dpkg-deb objdump xz tar sha256sum python3 gst-launch-1.0 gst-inspect-1.0; do
+  command -v "$t" >/dev/null || { echo "$0 needs $t (binutils for objdump; gstreamer1.0-tools)" >&2; exit 1; }
+done
 # Libraries every x86-64 Linux host has (glibc, GCC runtime, zlib): never carried.
 base_re='^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libresolv\.so\.2|ld-linux-x86-64\.so\.2|libstdc\+\+\.so\.6|libgcc_s\.so\.1|libz\.so\.1)$'
 
@@ -134,6 +137,9 @@ vid=$out/bikes-1080p.mp4
 if [ "$force" = 1 ] || ! [ -s "$vid" ]; then
   say "bikes-1080p.mp4 (needs the local gst-launch-1.0 with decodebin, x264enc, mp4mux)"
   src=$shared/media/video/bikes.mp4
+  for e in x264enc mp4mux decodebin videoscale; do
+    gst-inspect-1.0 "$e" >/dev/null 2>&1 || { echo "local GStreamer lacks $e (scripts/install-deps.sh)" >&2; exit 1; }
+  done
   [ -s "$src" ] || { echo "no $src" >&2; exit 1; }
   # PAR 1/1 makes videoscale letterbox 640x272 into 1920x816 + 132-px black bars (x = 3x,
   # y = 3y + 132 maps reference boxes). bframes=0: openh264dec mis-decodes and misorders B-frames.

@@ -30,6 +30,7 @@ mkdir -p "$g/shared/models" "$g/shared/media/png" "$g/shared/media/images" "$g/s
 cp "$shared/models/yolov8n.onnx" "$g/shared/models/"
 cp "$shared"/media/png/*.png "$g/shared/media/png/"
 cp "$shared"/media/images/*.jpg "$g/shared/media/images/"
+cp -r "$shared/media/coco8" "$g/shared/media/"
 cp "$shared/media/video/bikes.mp4" "$g/shared/media/video/"
 cp "$shared"/reference/*.json "$g/shared/reference/"
 cp "$repo/scripts/gpu/h100-proof.sh" "$g/h100-proof.sh"

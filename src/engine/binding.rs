@@ -32,7 +32,8 @@ pub struct DeviceIo {
     in_len: usize,
     out_len: usize,
     out_shape: Vec<i64>,
-    /// Host tensors are page-locked (CUDA pinned) memory.
+    /// The host input is page-locked (CUDA pinned) memory (`GST_YOLO_NO_PINNED` turns that off,
+    /// for comparison).
     pub pinned: bool,
 }
 
@@ -60,7 +61,7 @@ impl DeviceIo {
     ) -> Result<DeviceIo, String> {
         let in_len = numel(in_shape)?;
         let out_len = numel(out_shape)?;
-        let (dev, host_in_alloc, host_out_alloc, pinned) = match memory {
+        let (dev, host_in_alloc, pinned) = match memory {
             Memory::Cuda { device_id } => {
                 let info = |dev, ty| {
                     MemoryInfo::new(dev, device_id, AllocatorType::Device, ty)
@@ -69,27 +70,27 @@ impl DeviceIo {
                 let dev =
                     Allocator::new(session, info(AllocationDevice::CUDA, MemoryType::Default)?)
                         .map_err(err("CUDA allocator"))?;
-                let pin_in = Allocator::new(
-                    session,
-                    info(AllocationDevice::CUDA_PINNED, MemoryType::CPUInput)?,
-                );
-                let pin_out = Allocator::new(
-                    session,
-                    info(AllocationDevice::CUDA_PINNED, MemoryType::CPUOutput)?,
-                );
-                match (pin_in, pin_out) {
-                    (Ok(i), Ok(o)) => (dev, i, o, true),
-                    // Pageable memory still works, only the copies are slower.
-                    _ => (dev, Allocator::default(), Allocator::default(), false),
+                let pin = if std::env::var_os("GST_YOLO_NO_PINNED").is_some() {
+                    None
+                } else {
+                    Allocator::new(
+                        session,
+                        info(AllocationDevice::CUDA_PINNED, MemoryType::CPUInput)?,
+                    )
+                    .ok()
+                };
+                match pin {
+                    Some(p) => (dev, p, true),
+                    // Pageable memory still works, only the copy is slower.
+                    None => (dev, Allocator::default(), false),
                 }
             }
-            Memory::Cpu => (
-                Allocator::default(),
-                Allocator::default(),
-                Allocator::default(),
-                false,
-            ),
+            Memory::Cpu => (Allocator::default(), Allocator::default(), false),
         };
+        // The output comes back into plain host memory: ONNX Runtime 1.31 fails a copy from
+        // CUDA into a CUDA-pinned tensor ("dst_data != src_data", GPUDataTransfer), seen on an
+        // H100.
+        let host_out_alloc = Allocator::default();
         let host_in =
             Tensor::<f32>::new(&host_in_alloc, in_shape.to_vec()).map_err(err("host input"))?;
         let dev_in = Tensor::<f32>::new(&dev, in_shape.to_vec()).map_err(err("device input"))?;

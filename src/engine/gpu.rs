@@ -164,9 +164,10 @@ pub fn check_tensorrt(runtime: &Path) -> Result<TensorRtLibs, String> {
 }
 
 const TRT_HOWTO: &str = "TensorRT needs an ONNX Runtime build with the TensorRT provider plus \
-    TensorRT itself: on x86-64 `pip install onnxruntime-gpu tensorrt-cu12-libs` (or NVIDIA's \
-    TensorRT tarball) and add the TensorRT lib directory to LD_LIBRARY_PATH; on Jetson use \
-    JetPack's TensorRT with an onnxruntime-gpu wheel for JetPack. Or use \
+    the TensorRT release it was built against: on x86-64 the PyPI onnxruntime-gpu wheel (it holds \
+    libonnxruntime_providers_tensorrt.so) and NVIDIA's TensorRT libraries (PyPI \
+    tensorrt-cu12-libs / tensorrt-cu13-libs, or the TensorRT tarball) on LD_LIBRARY_PATH; on Jetson \
+    JetPack's TensorRT with an onnxruntime-gpu wheel built for that JetPack. Or use \
     execution-provider=cuda (or auto, which falls back to CUDA)";
 
 /// Everything that makes a built TensorRT engine valid for reuse. A change in any of them

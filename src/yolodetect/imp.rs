@@ -8,16 +8,16 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::prelude::*;
 use parking_lot::Mutex;
 
 use crate::detection::Detection;
 use crate::engine::{self, Engine, EngineConfig, EngineError, Provider};
-use crate::frame::{FrameRef, PixelLayout, Plane, YuvColor, YuvMatrix};
+use crate::frame::{PixelLayout, YuvColor};
 use crate::labels;
 use crate::meta::DetectionMeta;
 use crate::postprocess::{PostParams, Postprocessor};
 use crate::preprocess::Preprocessor;
+use crate::video::{frame_ref, layout_of, supported_caps};
 
 use super::providers::{self, GpuSettings};
 
@@ -349,77 +349,6 @@ impl ElementImpl for YoloDetect {
     }
 }
 
-/// The raw video formats both elements handle (letterboxing/drawing convert internally).
-pub(crate) fn supported_caps() -> gst::Caps {
-    use gst_video::VideoFormat as F;
-    gst_video::VideoCapsBuilder::new()
-        .format_list([
-            F::Rgb,
-            F::Bgr,
-            F::Rgbx,
-            F::Bgrx,
-            F::Xrgb,
-            F::Xbgr,
-            F::Rgba,
-            F::Bgra,
-            F::I420,
-            F::Nv12,
-        ])
-        .build()
-}
-
-/// Maps caps to the element-internal frame description.
-pub(crate) fn layout_of(info: &gst_video::VideoInfo) -> Option<(PixelLayout, YuvColor)> {
-    use gst_video::VideoFormat as F;
-    let layout = match info.format() {
-        F::Rgb => PixelLayout::Rgb,
-        F::Bgr => PixelLayout::Bgr,
-        F::Rgbx => PixelLayout::Rgbx,
-        F::Bgrx => PixelLayout::Bgrx,
-        F::Xrgb => PixelLayout::Xrgb,
-        F::Xbgr => PixelLayout::Xbgr,
-        F::Rgba => PixelLayout::Rgba,
-        F::Bgra => PixelLayout::Bgra,
-        F::I420 => PixelLayout::I420,
-        F::Nv12 => PixelLayout::Nv12,
-        _ => return None,
-    };
-    let c = info.colorimetry();
-    let matrix = match c.matrix() {
-        gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
-        gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::Bt2020,
-        _ => YuvMatrix::Bt601,
-    };
-    let full_range = c.range() == gst_video::VideoColorRange::Range0_255;
-    Some((layout, YuvColor { matrix, full_range }))
-}
-
-/// Describes a mapped GStreamer frame to the GStreamer-free modules.
-pub(crate) fn frame_ref<'a>(
-    frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>,
-    layout: PixelLayout,
-    color: YuvColor,
-) -> Result<FrameRef<'a>, glib::BoolError> {
-    let empty = Plane {
-        data: &[],
-        stride: 0,
-    };
-    let mut planes = [empty; 3];
-    for (i, p) in planes.iter_mut().enumerate().take(layout.n_planes()) {
-        *p = Plane {
-            data: frame.plane_data(i as u32)?,
-            stride: frame.plane_stride()[i] as usize,
-        };
-    }
-    Ok(FrameRef {
-        layout,
-        width: frame.width(),
-        height: frame.height(),
-        planes,
-        color,
-    })
-}
-
 impl YoloDetect {
     fn build_state(&self, s: &Settings) -> Result<State, gst::ErrorMessage> {
         let Some(model) = s.model.clone() else {
@@ -605,7 +534,17 @@ impl BaseTransformImpl for YoloDetect {
             .map(|st| st.engine.poll())
             .unwrap_or_default();
         self.post_engine_events(events);
-        let s = self.settings.lock().clone();
+        // Thresholds may change while PLAYING: copy them once per frame (no allocation).
+        let (conf, iou, agnostic, max_det, classes) = {
+            let s = self.settings.lock();
+            (
+                s.conf_threshold,
+                s.iou_threshold,
+                s.agnostic_nms,
+                s.max_detections,
+                s.classes.clone(),
+            )
+        };
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, color))) = (st.info.as_ref(), st.layout) else {
@@ -650,11 +589,11 @@ impl BaseTransformImpl for YoloDetect {
         let t1 = Instant::now();
 
         let params = PostParams {
-            conf_threshold: s.conf_threshold,
-            iou_threshold: s.iou_threshold,
-            agnostic: s.agnostic_nms,
-            max_detections: s.max_detections as usize,
-            classes: &s.classes,
+            conf_threshold: conf,
+            iou_threshold: iou,
+            agnostic,
+            max_detections: max_det as usize,
+            classes: &classes,
         };
         let State {
             engine,
@@ -695,15 +634,18 @@ impl BaseTransformImpl for YoloDetect {
 }
 
 /// One `GstVideoRegionOfInterestMeta` per detection with DL Streamer's `detection` structure,
-/// so applications can read results without this crate.
+/// so applications can read results without this crate. Each ROI's id is its detection's index:
+/// bindings without meta iteration (PyGObject) read them with
+/// `gst_buffer_get_video_region_of_interest_meta_id(buf, 0..n)`.
 fn attach_roi_metas(buf: &mut gst::BufferRef, dets: &[Detection], w: u32, h: u32) {
     let (fw, fh) = (w.max(1) as f64, h.max(1) as f64);
-    for d in dets {
+    for (i, d) in dets.iter().enumerate() {
         let x = d.x1.max(0.0).round() as u32;
         let y = d.y1.max(0.0).round() as u32;
         let rw = (d.x2.round() as u32).saturating_sub(x);
         let rh = (d.y2.round() as u32).saturating_sub(y);
         let mut roi = gst_video::VideoRegionOfInterestMeta::add(buf, &d.label, (x, y, rw, rh));
+        roi.set_id(i32::try_from(i).unwrap_or(i32::MAX));
         roi.add_param(
             gst::Structure::builder("detection")
                 .field("label_id", d.class_id as i32)

@@ -224,3 +224,33 @@ pub fn detect_image(
     assert_eq!(v.len(), 1, "one frame expected from {desc}");
     v.pop().unwrap().1
 }
+
+/// A folder holding only this build's libgstyolo.so, for the `GST_PLUGIN_PATH` of child
+/// processes (gst-launch-1.0 samples, Python). `cargo test` leaves the cdylib next to the test
+/// executable in `<target>/<profile>/deps/`, among proc-macro libraries GStreamer would try to
+/// load as plugins, so it is copied into `<target>/<profile>/gst-plugin/` when newer.
+pub fn plugin_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let deps = exe.parent().expect("test executable in <target>/<profile>/deps");
+        let built = deps.join("libgstyolo.so");
+        assert!(
+            built.is_file(),
+            "{} missing: `cargo test` builds the cdylib there (crate-type cdylib in Cargo.toml); run `cargo build --release` and retry",
+            built.display()
+        );
+        let dir = deps.parent().unwrap_or(deps).join("gst-plugin");
+        let dest = dir.join("libgstyolo.so");
+        let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        if mtime(&dest) < mtime(&built) {
+            std::fs::create_dir_all(&dir).expect("create gst-plugin folder");
+            // Copy then rename, so a concurrent reader never sees half a library.
+            let tmp = dir.join(format!(".libgstyolo.so.{}", std::process::id()));
+            std::fs::copy(&built, &tmp).expect("copy libgstyolo.so");
+            std::fs::rename(&tmp, &dest).expect("rename libgstyolo.so");
+        }
+        dir
+    })
+    .clone()
+}
