@@ -938,7 +938,11 @@ fn create_session(
             check_available::<ep::TensorRT>(provider)?;
             vec![
                 tensorrt_ep(cfg, trt).error_on_failure(),
-                cuda_ep(cfg).error_on_failure(),
+                // CUDA runs what TensorRT does not take; no graph capture across the two.
+                cuda_options(cfg)
+                    .with_cuda_graph(false)
+                    .build()
+                    .error_on_failure(),
                 cpu,
             ]
         }
@@ -1102,6 +1106,67 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("/x/libonnxruntime.so.1"));
         assert!(s.contains("ORT_DYLIB_PATH"));
+    }
+
+    #[test]
+    fn cuda_options_follow_the_config() {
+        let mut cfg = EngineConfig::new("m.onnx");
+        cfg.device_id = 2;
+        cfg.cuda.conv_algo_search = ConvAlgoSearch::Heuristic;
+        cfg.cuda.tf32 = true;
+        cfg.cuda.cuda_graph = true;
+        let o = format!("{:?}", cuda_options(&cfg));
+        for kv in [
+            r#""device_id": "2""#,
+            r#""cudnn_conv_algo_search": "HEURISTIC""#,
+            r#""use_tf32": "true""#,
+            r#""enable_cuda_graph": "true""#,
+        ] {
+            assert!(o.contains(kv), "{kv} not in {o}");
+        }
+        // Defaults: exhaustive search, TF32 and graphs off (ONNX Runtime's own TF32 default is
+        // on, so it must be passed explicitly).
+        let o = format!("{:?}", cuda_options(&EngineConfig::new("m.onnx")));
+        for kv in [
+            r#""cudnn_conv_algo_search": "EXHAUSTIVE""#,
+            r#""use_tf32": "false""#,
+            r#""enable_cuda_graph": "false""#,
+        ] {
+            assert!(o.contains(kv), "{kv} not in {o}");
+        }
+    }
+
+    #[test]
+    fn tensorrt_options_use_the_keyed_cache() {
+        let mut cfg = EngineConfig::new("m.onnx");
+        cfg.tensorrt.fp16 = true;
+        cfg.tensorrt.builder_optimization_level = 9;
+        let setup = TrtSetup {
+            libs: gpu::TensorRtLibs {
+                soname: "libnvinfer.so.10".into(),
+                version: 100300,
+            },
+            engine_cache: Some(PathBuf::from("/c/yolov8n-fp16-x")),
+            timing_cache: Some(PathBuf::from("/c/timing/gpu-trt100300")),
+        };
+        let o = format!("{:?}", tensorrt_options(&cfg, Some(&setup)));
+        for needle in [
+            "trt_fp16_enable",
+            "trt_engine_cache_enable",
+            "/c/yolov8n-fp16-x",
+            "trt_timing_cache_path",
+            "/c/timing/gpu-trt100300",
+        ] {
+            assert!(o.contains(needle), "{needle} not in {o}");
+        }
+        // The level is clamped to TensorRT's 0..=5.
+        assert!(
+            o.contains(r#""trt_builder_optimization_level": "5""#),
+            "{o}"
+        );
+        // Without a cache directory no cache options are set.
+        let o = format!("{:?}", tensorrt_options(&cfg, None));
+        assert!(!o.contains("trt_engine_cache_enable"), "{o}");
     }
 
     #[test]
