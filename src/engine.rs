@@ -730,7 +730,7 @@ impl Engine {
         let input = input.get(..need).ok_or_else(|| {
             EngineError::Inference(format!("input has {} values, need {need}", input.len()))
         })?;
-        if batch == 1 {
+        if batch == 1 && matches!(self.io, Io::Bound(_)) {
             self.input_mut().copy_from_slice(input);
             return self.run_input(f);
         }
