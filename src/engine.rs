@@ -380,7 +380,8 @@ struct Upgrade {
 /// The model's input and output: plain host memory handed to ONNX Runtime per run, or bound
 /// to preallocated device memory.
 enum Io {
-    Host(Vec<f32>),
+    /// Two inputs, `[active, other]` after [`Engine::run_overlapped`] swaps them.
+    Host([Vec<f32>; 2]),
     Bound(Box<DeviceIo>),
 }
 
@@ -531,7 +532,7 @@ impl Engine {
         }
         let input_len = 3 * info.input_width as usize * info.input_height as usize;
         let mut engine = Engine {
-            io: Io::Host(vec![0.0; input_len]),
+            io: Io::Host([vec![0.0; input_len], vec![0.0; input_len]]),
             session,
             info,
             provider,
@@ -629,7 +630,7 @@ impl Engine {
     /// GPU it is pinned host memory copied to the device once per run.
     pub fn input_mut(&mut self) -> &mut [f32] {
         match &mut self.io {
-            Io::Host(v) => v,
+            Io::Host([v, _]) => v,
             Io::Bound(d) => d.input_mut(),
         }
     }
@@ -714,7 +715,41 @@ impl Engine {
                 let (shape, data) = d.run(session).map_err(EngineError::Inference)?;
                 Ok(f(shape, data))
             }
-            Io::Host(v) => run_host(session, info, v, 1, f),
+            Io::Host([v, _]) => run_host(session, info, v, 1, f),
+        }
+    }
+
+    /// Pipelining: runs the model on the current input (as [`Engine::run_input`], `handle`
+    /// on this thread) while `prepare` fills the engine's second input buffer on a scoped
+    /// thread, e.g. letterboxing the next frame; that buffer is the current input afterwards.
+    pub fn run_overlapped<P: Send, R>(
+        &mut self,
+        prepare: impl FnOnce(&mut [f32]) -> P + Send,
+        handle: impl FnOnce(&[i64], &[f32]) -> R,
+    ) -> Result<(R, P), EngineError> {
+        let Engine {
+            io, session, info, ..
+        } = self;
+        match io {
+            Io::Bound(d) => {
+                let (r, p) = d.run_overlapped(session, prepare);
+                let (shape, data) = r.map_err(EngineError::Inference)?;
+                Ok((handle(shape, data), p))
+            }
+            Io::Host(slots) => {
+                let [cur, next] = slots;
+                let (r, p) = std::thread::scope(|sc| {
+                    let h = sc.spawn(move || prepare(next));
+                    let r = run_host(session, info, cur, 1, handle);
+                    (r, h.join())
+                });
+                let p = match p {
+                    Ok(p) => p,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                };
+                slots.swap(0, 1);
+                Ok((r?, p))
+            }
         }
     }
 

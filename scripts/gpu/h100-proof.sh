@@ -54,11 +54,17 @@ src640="videotestsrc num-buffers=3000 pattern=smpte ! video/x-raw,format=RGB,wid
 p640=$(pipe "$src640 ! yolodetect name=d model=\"$M\" execution-provider=cuda ! fakesink sync=false"); echo "$p640"
 p640g=$(pipe "$src640 ! yolodetect name=d model=\"$M\" execution-provider=cuda cuda-graph=true ! fakesink sync=false"); echo "$p640g"
 p640gt=$(pipe "$src640 ! yolodetect name=d model=\"$M\" execution-provider=cuda cuda-graph=true cuda-tf32=true ! fakesink sync=false"); echo "$p640gt"
+p640p=$(pipe "$src640 ! yolodetect name=d model=\"$M\" execution-provider=cuda pipelined=true ! fakesink sync=false"); echo "$p640p"
+p640gp=$(pipe "$src640 ! yolodetect name=d model=\"$M\" execution-provider=cuda cuda-graph=true pipelined=true ! fakesink sync=false"); echo "$p640gp"
+p640gtp=$(pipe "$src640 ! yolodetect name=d model=\"$M\" execution-provider=cuda cuda-graph=true cuda-tf32=true pipelined=true ! fakesink sync=false"); echo "$p640gtp"
 src_only=$(pipe "$src640 ! identity name=d ! fakesink sync=false"); echo "$src_only"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row "(2) pipeline 640x640, cuda" "$(echo "$p640" | val fps) fps; (2)/(1) = $(ratio "$(echo "$p640" | val fps)" "$(echo "$e_def" | val fps)")"
 row "(2) pipeline 640x640, cuda + cuda-graph" "$(echo "$p640g" | val fps) fps; (2)/(1) = $(ratio "$(echo "$p640g" | val fps)" "$(echo "$e_graph" | val fps)")"
 row "(2) pipeline 640x640, cuda + cuda-graph + tf32" "$(echo "$p640gt" | val fps) fps; (2)/(1) = $(ratio "$(echo "$p640gt" | val fps)" "$(echo "$e_gtf" | val fps)")"
+row "(2) pipeline 640x640, cuda, pipelined=true" "$(echo "$p640p" | val fps) fps; (2)/(1) = $(ratio "$(echo "$p640p" | val fps)" "$(echo "$e_def" | val fps)")"
+row "(2) pipeline 640x640, cuda + cuda-graph, pipelined=true" "$(echo "$p640gp" | val fps) fps; (2)/(1) = $(ratio "$(echo "$p640gp" | val fps)" "$(echo "$e_graph" | val fps)")"
+row "(2) pipeline 640x640, cuda + cuda-graph + tf32, pipelined=true" "$(echo "$p640gtp" | val fps) fps; (2)/(1) = $(ratio "$(echo "$p640gtp" | val fps)" "$(echo "$e_gtf" | val fps)")"
 row "    per frame (cuda): pre / infer / post / meta" "$(echo "$p640" | val pre) / $(echo "$p640" | val infer) / $(echo "$p640" | val post) / $(echo "$p640" | val meta)"
 row "    per frame (cuda-graph): pre / infer / post / meta" "$(echo "$p640g" | val pre) / $(echo "$p640g" | val infer) / $(echo "$p640g" | val post) / $(echo "$p640g" | val meta)"
 row "    videotestsrc alone" "$(echo "$src_only" | val fps) fps"
@@ -67,9 +73,11 @@ log "(3) pipeline, 1080p H.264 (openh264dec on the CPU, I420 into yolodetect)"
 dec="filesrc location=\"$V\" ! qtdemux ! h264parse ! openh264dec ! queue max-size-buffers=8"
 p1080=$(pipe "$dec ! yolodetect name=d model=\"$M\" execution-provider=cuda ! fakesink sync=false"); echo "$p1080"
 p1080g=$(pipe "$dec ! yolodetect name=d model=\"$M\" execution-provider=cuda cuda-graph=true ! fakesink sync=false"); echo "$p1080g"
+p1080p=$(pipe "$dec ! yolodetect name=d model=\"$M\" execution-provider=cuda pipelined=true ! fakesink sync=false"); echo "$p1080p"
 d1080=$(pipe "$dec ! identity name=d ! fakesink sync=false"); echo "$d1080"
 row "(3) pipeline 1080p H.264, cuda" "$(echo "$p1080" | val fps) fps"
 row "(3) pipeline 1080p H.264, cuda + cuda-graph" "$(echo "$p1080g" | val fps) fps"
+row "(3) pipeline 1080p H.264, cuda, pipelined=true" "$(echo "$p1080p" | val fps) fps"
 row "    per frame (cuda): pre / infer / post / meta" "$(echo "$p1080" | val pre) / $(echo "$p1080" | val infer) / $(echo "$p1080" | val post) / $(echo "$p1080" | val meta)"
 row "    per frame (cuda-graph): pre / infer / post / meta" "$(echo "$p1080g" | val pre) / $(echo "$p1080g" | val infer) / $(echo "$p1080g" | val post) / $(echo "$p1080g" | val meta)"
 row "    decode alone (openh264dec)" "$(echo "$d1080" | val fps) fps"
@@ -78,6 +86,7 @@ log "(4) detections against the reference on the CUDA provider"
 export GST_YOLO_TEST_PROVIDER=cuda
 "$B/test-yolodetect" --test-threads=1 reference_images_exact_pixels reference_images_decoded_jpeg \
   packed_layouts_match_exactly yuv_inputs_match_reference thresholds_and_class_filter_apply \
+  pipelined_mode_gives_the_same_frames_and_detections \
   2>&1 | tee "$logs/tests.txt" | grep -E '^test |test result'
 t1=$(grep 'test result' "$logs/tests.txt" | tail -n1)
 "$B/test-engine" --test-threads=1 bound_io_matches_host_tensors 2>&1 | tee -a "$logs/tests.txt" | grep -E '^test |test result|difference|panicked'

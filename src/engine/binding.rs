@@ -25,7 +25,11 @@ pub enum Memory {
 
 pub struct DeviceIo {
     binding: IoBinding,
-    host_in: Tensor<f32>,
+    /// Two host inputs: one is copied to the device while the other is being filled
+    /// ([`DeviceIo::run_overlapped`]).
+    host_in: [Tensor<f32>; 2],
+    /// Which `host_in` [`DeviceIo::run`] reads.
+    active: usize,
     dev_in: Tensor<f32>,
     dev_out: Tensor<f32>,
     host_out: Tensor<f32>,
@@ -91,8 +95,10 @@ impl DeviceIo {
         // CUDA into a CUDA-pinned tensor ("dst_data != src_data", GPUDataTransfer), seen on an
         // H100.
         let host_out_alloc = Allocator::default();
-        let host_in =
-            Tensor::<f32>::new(&host_in_alloc, in_shape.to_vec()).map_err(err("host input"))?;
+        let host_in = [
+            Tensor::<f32>::new(&host_in_alloc, in_shape.to_vec()).map_err(err("host input"))?,
+            Tensor::<f32>::new(&host_in_alloc, in_shape.to_vec()).map_err(err("host input"))?,
+        ];
         let dev_in = Tensor::<f32>::new(&dev, in_shape.to_vec()).map_err(err("device input"))?;
         let mut dev_out =
             Tensor::<f32>::new(&dev, out_shape.to_vec()).map_err(err("device output"))?;
@@ -108,6 +114,7 @@ impl DeviceIo {
         let mut io = DeviceIo {
             binding,
             host_in,
+            active: 0,
             dev_in,
             dev_out,
             host_out,
@@ -120,33 +127,116 @@ impl DeviceIo {
         Ok(io)
     }
 
-    /// The host-side input tensor, to be filled before [`DeviceIo::run`].
+    /// The active host-side input tensor, to be filled before [`DeviceIo::run`].
     pub fn input_mut(&mut self) -> &mut [f32] {
-        let p = self.host_in.data_ptr_mut().cast::<f32>();
-        // SAFETY: `host_in` was allocated by `Tensor::new` for exactly `in_len` f32 values in
-        // host-accessible memory (CPU or CUDA pinned), it is owned by `self` and never bound to
-        // the session, and `&mut self` makes this the only reference for the slice's lifetime.
-        unsafe { std::slice::from_raw_parts_mut(p, self.in_len) }
+        host_slice(&mut self.host_in[self.active], self.in_len)
     }
 
-    /// Copies the host input to the device, runs the model and copies its output back; returns
-    /// the output's shape and host data.
+    /// Copies the active host input to the device, runs the model and copies its output back;
+    /// returns the output's shape and host data.
     pub fn run(&mut self, session: &mut Session) -> Result<(&[i64], &[f32]), String> {
-        self.host_in
-            .copy_into(&mut self.dev_in)
-            .map_err(err("copying the input to the device"))?;
-        // The outputs returned here are the bound `dev_out`; nothing to take from them.
-        drop(session.run_binding(&self.binding).map_err(err("run"))?);
-        self.dev_out
-            .copy_into(&mut self.host_out)
-            .map_err(err("copying the output to the host"))?;
-        let p = self.host_out.data_ptr().cast::<f32>();
-        // SAFETY: `host_out` holds `out_len` f32 values in host-accessible memory, written by the
-        // synchronous copy above; the slice borrows `self`, so nothing writes it meanwhile.
-        Ok((&self.out_shape, unsafe {
-            std::slice::from_raw_parts(p, self.out_len)
-        }))
+        let DeviceIo {
+            binding,
+            host_in,
+            active,
+            dev_in,
+            dev_out,
+            host_out,
+            ..
+        } = self;
+        run_bound(
+            session,
+            binding,
+            &host_in[*active],
+            dev_in,
+            dev_out,
+            host_out,
+        )?;
+        Ok((
+            &self.out_shape,
+            host_slice_ref(&self.host_out, self.out_len),
+        ))
     }
+
+    /// Like [`DeviceIo::run`], while `prepare` fills the other host input on a scoped thread;
+    /// that input is the active one afterwards.
+    pub fn run_overlapped<P: Send>(
+        &mut self,
+        session: &mut Session,
+        prepare: impl FnOnce(&mut [f32]) -> P + Send,
+    ) -> (Result<(&[i64], &[f32]), String>, P) {
+        let cur = self.active;
+        let DeviceIo {
+            binding,
+            host_in,
+            dev_in,
+            dev_out,
+            host_out,
+            in_len,
+            ..
+        } = self;
+        let (first, second) = host_in.split_at_mut(1);
+        let (cur_in, next_in) = if cur == 0 {
+            (&first[0], &mut second[0])
+        } else {
+            (&second[0], &mut first[0])
+        };
+        let next = host_slice(next_in, *in_len);
+        let (r, p) = std::thread::scope(|sc| {
+            let h = sc.spawn(move || prepare(next));
+            let r = run_bound(session, binding, cur_in, dev_in, dev_out, host_out);
+            (r, h.join())
+        });
+        let p = match p {
+            Ok(p) => p,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        self.active = 1 - cur;
+        (
+            r.map(|()| {
+                (
+                    self.out_shape.as_slice(),
+                    host_slice_ref(&self.host_out, self.out_len),
+                )
+            }),
+            p,
+        )
+    }
+}
+
+fn host_slice(t: &mut Tensor<f32>, len: usize) -> &mut [f32] {
+    let p = t.data_ptr_mut().cast::<f32>();
+    // SAFETY: every host tensor here was allocated by `Tensor::new` for exactly `len` f32 values
+    // in host-accessible memory (CPU or CUDA pinned) and is owned by its `DeviceIo`; the slice
+    // borrows the tensor mutably, so it is the only reference while it lives.
+    unsafe { std::slice::from_raw_parts_mut(p, len) }
+}
+
+fn host_slice_ref(t: &Tensor<f32>, len: usize) -> &[f32] {
+    let p = t.data_ptr().cast::<f32>();
+    // SAFETY: as in `host_slice`; the output was written by a synchronous copy before this
+    // borrow and nothing writes it while the shared borrow lives.
+    unsafe { std::slice::from_raw_parts(p, len) }
+}
+
+/// Host input -> device input, run, device output -> host output; all synchronous.
+fn run_bound(
+    session: &mut Session,
+    binding: &IoBinding,
+    host_in: &Tensor<f32>,
+    dev_in: &mut Tensor<f32>,
+    dev_out: &mut Tensor<f32>,
+    host_out: &mut Tensor<f32>,
+) -> Result<(), String> {
+    host_in
+        .copy_into(&mut *dev_in)
+        .map_err(err("copying the input to the device"))?;
+    // The outputs returned here are the bound `dev_out`; nothing to take from them.
+    drop(session.run_binding(binding).map_err(err("run"))?);
+    dev_out
+        .copy_into(&mut *host_out)
+        .map_err(err("copying the output to the host"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ use crate::video::{frame_ref, layout_of, supported_caps};
 
 use super::providers::{self, GpuSettings};
 
+#[path = "pipelined.rs"]
+mod pipelined;
+
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "yolodetect",
@@ -116,6 +119,8 @@ struct State {
     detections: Vec<Detection>,
     info: Option<gst_video::VideoInfo>,
     layout: Option<(PixelLayout, YuvColor)>,
+    /// Frames in flight in `pipelined` mode.
+    pipe: pipelined::Pipe,
 }
 
 #[derive(Default)]
@@ -385,6 +390,7 @@ impl YoloDetect {
             detections: Vec::with_capacity(DEFAULT_MAX_DET as usize),
             info: None,
             layout: None,
+            pipe: Default::default(),
         })
     }
 
@@ -496,6 +502,37 @@ impl BaseTransformImpl for YoloDetect {
         self.post_engine_events(events);
         self.obj().notify("active-provider");
         Ok(())
+    }
+
+    fn submit_input_buffer(
+        &self,
+        is_discont: bool,
+        inbuf: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.settings.lock().gpu.pipelined {
+            self.submit_pipelined(inbuf)
+        } else {
+            self.parent_submit_input_buffer(is_discont, inbuf)
+        }
+    }
+
+    fn generate_output(
+        &self,
+    ) -> Result<gst_base::subclass::base_transform::GenerateOutputSuccess, gst::FlowError> {
+        if self.settings.lock().gpu.pipelined {
+            Ok(self.take_ready())
+        } else {
+            self.parent_generate_output()
+        }
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Eos(_) | gst::EventView::Caps(_) => self.drain_pipelined(),
+            gst::EventView::FlushStop(_) => self.reset_pipelined(),
+            _ => {}
+        }
+        self.parent_sink_event(event)
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {

@@ -53,6 +53,8 @@ pub struct GpuSettings {
     pub trt_engine_cache_dir: Option<PathBuf>,
     pub trt_timing_cache: bool,
     pub trt_builder_optimization_level: u32,
+    /// Letterbox frame N while the model runs on frame N-1 (`pipelined.rs`).
+    pub pipelined: bool,
 }
 
 impl Default for GpuSettings {
@@ -73,6 +75,7 @@ impl Default for GpuSettings {
             trt_engine_cache_dir: trt.cache_dir,
             trt_timing_cache: trt.timing_cache,
             trt_builder_optimization_level: trt.builder_optimization_level as u32,
+            pipelined: false,
         }
     }
 }
@@ -158,6 +161,12 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(s.trt_timing_cache)
             .mutable_ready()
             .build(),
+        glib::ParamSpecBoolean::builder("pipelined")
+            .nick("Pipelined")
+            .blurb("Letterbox each frame on a helper thread while the model runs on the previous one: higher throughput on a GPU, each buffer leaves one frame later")
+            .default_value(s.pipelined)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecUInt::builder("trt-builder-optimization-level")
             .nick("TensorRT builder optimisation level")
             .blurb("0 builds fastest, 5 searches longest for the fastest engine")
@@ -183,6 +192,7 @@ pub fn set(s: &mut GpuSettings, name: &str, value: &glib::Value) -> bool {
         "trt-builder-optimization-level" => {
             s.trt_builder_optimization_level = value.get().expect("type checked upstream")
         }
+        "pipelined" => s.pipelined = value.get().expect("type checked upstream"),
         _ => return false,
     }
     true
@@ -200,6 +210,7 @@ pub fn get(s: &GpuSettings, name: &str) -> Option<glib::Value> {
         "trt-engine-cache-dir" => path_value(&s.trt_engine_cache_dir),
         "trt-timing-cache" => s.trt_timing_cache.to_value(),
         "trt-builder-optimization-level" => s.trt_builder_optimization_level.to_value(),
+        "pipelined" => s.pipelined.to_value(),
         _ => return None,
     })
 }
@@ -269,6 +280,7 @@ mod tests {
             trt_engine_cache_dir: None,
             trt_timing_cache: false,
             trt_builder_optimization_level: 9,
+            pipelined: true,
         };
         let mut cfg = EngineConfig::new("m.onnx");
         s.apply(&mut cfg);
