@@ -380,9 +380,18 @@ struct Upgrade {
 /// The model's input and output: plain host memory handed to ONNX Runtime per run, or bound
 /// to preallocated device memory.
 enum Io {
-    /// Two inputs, `[active, other]` after [`Engine::run_overlapped`] swaps them.
-    Host([Vec<f32>; 2]),
+    Host(HostIo),
     Bound(Box<DeviceIo>),
+}
+
+/// Host memory I/O, double-buffered for [`Engine::run_overlapped`].
+struct HostIo {
+    /// `[current, next]`.
+    inputs: [Vec<f32>; 2],
+    /// Outputs of overlapped runs: `[last, other]`.
+    outputs: [Vec<f32>; 2],
+    out_shape: Vec<i64>,
+    has_last: bool,
 }
 
 /// A loaded model on one execution provider.
@@ -532,7 +541,12 @@ impl Engine {
         }
         let input_len = 3 * info.input_width as usize * info.input_height as usize;
         let mut engine = Engine {
-            io: Io::Host([vec![0.0; input_len], vec![0.0; input_len]]),
+            io: Io::Host(HostIo {
+                inputs: [vec![0.0; input_len], vec![0.0; input_len]],
+                outputs: [Vec::new(), Vec::new()],
+                out_shape: Vec::new(),
+                has_last: false,
+            }),
             session,
             info,
             provider,
@@ -630,7 +644,7 @@ impl Engine {
     /// GPU it is pinned host memory copied to the device once per run.
     pub fn input_mut(&mut self) -> &mut [f32] {
         match &mut self.io {
-            Io::Host([v, _]) => v,
+            Io::Host(h) => &mut h.inputs[0],
             Io::Bound(d) => d.input_mut(),
         }
     }
@@ -715,41 +729,66 @@ impl Engine {
                 let (shape, data) = d.run(session).map_err(EngineError::Inference)?;
                 Ok(f(shape, data))
             }
-            Io::Host([v, _]) => run_host(session, info, v, 1, f),
+            Io::Host(h) => run_host(session, info, &h.inputs[0], 1, f),
         }
     }
 
-    /// Pipelining: runs the model on the current input (as [`Engine::run_input`], `handle`
-    /// on this thread) while `prepare` fills the engine's second input buffer on a scoped
-    /// thread, e.g. letterboxing the next frame; that buffer is the current input afterwards.
-    pub fn run_overlapped<P: Send, R>(
+    /// Pipelining: runs the model on the current input while `side` runs on a scoped thread
+    /// with the engine's second input buffer (to fill, e.g. letterbox the next frame) and the
+    /// previous overlapped run's output (e.g. to decode it), so the model never waits for
+    /// either. Afterwards the filled buffer is the current input and this run's output is
+    /// [`Engine::last_output`].
+    pub fn run_overlapped<P: Send>(
         &mut self,
-        prepare: impl FnOnce(&mut [f32]) -> P + Send,
-        handle: impl FnOnce(&[i64], &[f32]) -> R,
-    ) -> Result<(R, P), EngineError> {
+        side: impl FnOnce(&mut [f32], Option<(&[i64], &[f32])>) -> P + Send,
+    ) -> Result<P, EngineError> {
         let Engine {
             io, session, info, ..
         } = self;
         match io {
             Io::Bound(d) => {
-                let (r, p) = d.run_overlapped(session, prepare);
-                let (shape, data) = r.map_err(EngineError::Inference)?;
-                Ok((handle(shape, data), p))
+                let (r, p) = d.run_overlapped(session, side);
+                r.map_err(EngineError::Inference)?;
+                Ok(p)
             }
-            Io::Host(slots) => {
-                let [cur, next] = slots;
+            Io::Host(h) => {
+                let HostIo {
+                    inputs: [cur, next],
+                    outputs: [last, new],
+                    out_shape,
+                    has_last,
+                } = h;
+                let prev = has_last.then_some((out_shape.as_slice(), last.as_slice()));
                 let (r, p) = std::thread::scope(|sc| {
-                    let h = sc.spawn(move || prepare(next));
-                    let r = run_host(session, info, cur, 1, handle);
-                    (r, h.join())
+                    let t = sc.spawn(move || side(next, prev));
+                    let r = run_host(session, info, cur, 1, |s, d| {
+                        new.clear();
+                        new.extend_from_slice(d);
+                        s.to_vec()
+                    });
+                    (r, t.join())
                 });
                 let p = match p {
                     Ok(p) => p,
                     Err(panic) => std::panic::resume_unwind(panic),
                 };
-                slots.swap(0, 1);
-                Ok((r?, p))
+                h.inputs.swap(0, 1);
+                let shape = r?;
+                h.outputs.swap(0, 1);
+                h.out_shape = shape;
+                h.has_last = true;
+                Ok(p)
             }
+        }
+    }
+
+    /// The output of the last [`Engine::run_overlapped`] (on a GPU: of the last run), if any.
+    pub fn last_output(&self) -> Option<(&[i64], &[f32])> {
+        match &self.io {
+            Io::Bound(d) => d.last_output(),
+            Io::Host(h) => h
+                .has_last
+                .then_some((h.out_shape.as_slice(), h.outputs[0].as_slice())),
         }
     }
 

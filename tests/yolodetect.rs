@@ -347,4 +347,14 @@ fn pipelined_mode_gives_the_same_frames_and_detections() {
         assert_eq!(da, db, "frame {i}");
     }
     assert!(piped.iter().any(|(_, d)| !d.is_empty()));
+    // A single frame leaves at EOS.
+    let png = media("png/bus.png");
+    let one = detect_image(&png, "pngdec", "RGB", &model_arg("yolov8n.onnx"));
+    let one_piped = detect_image(
+        &png,
+        "pngdec",
+        "RGB",
+        &format!("{} pipelined=true", model_arg("yolov8n.onnx")),
+    );
+    assert_eq!(one, one_piped);
 }

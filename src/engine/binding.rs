@@ -32,7 +32,10 @@ pub struct DeviceIo {
     active: usize,
     dev_in: Tensor<f32>,
     dev_out: Tensor<f32>,
-    host_out: Tensor<f32>,
+    /// Two host outputs: the last run's, read while the next run writes the other.
+    host_out: [Tensor<f32>; 2],
+    /// Which `host_out` holds the last run's output, if any run happened.
+    last_out: Option<usize>,
     in_len: usize,
     out_len: usize,
     out_shape: Vec<i64>,
@@ -102,8 +105,10 @@ impl DeviceIo {
         let dev_in = Tensor::<f32>::new(&dev, in_shape.to_vec()).map_err(err("device input"))?;
         let mut dev_out =
             Tensor::<f32>::new(&dev, out_shape.to_vec()).map_err(err("device output"))?;
-        let host_out =
-            Tensor::<f32>::new(&host_out_alloc, out_shape.to_vec()).map_err(err("host output"))?;
+        let host_out = [
+            Tensor::<f32>::new(&host_out_alloc, out_shape.to_vec()).map_err(err("host output"))?,
+            Tensor::<f32>::new(&host_out_alloc, out_shape.to_vec()).map_err(err("host output"))?,
+        ];
         let mut binding = session.create_binding().map_err(err("I/O binding"))?;
         binding
             .bind_input(input_name, &dev_in)
@@ -118,6 +123,7 @@ impl DeviceIo {
             dev_in,
             dev_out,
             host_out,
+            last_out: None,
             in_len,
             out_len,
             out_shape: out_shape.to_vec(),
@@ -135,6 +141,7 @@ impl DeviceIo {
     /// Copies the active host input to the device, runs the model and copies its output back;
     /// returns the output's shape and host data.
     pub fn run(&mut self, session: &mut Session) -> Result<(&[i64], &[f32]), String> {
+        let out = self.last_out.unwrap_or(0);
         let DeviceIo {
             binding,
             host_in,
@@ -150,22 +157,36 @@ impl DeviceIo {
             &host_in[*active],
             dev_in,
             dev_out,
-            host_out,
+            &mut host_out[out],
         )?;
+        self.last_out = Some(out);
         Ok((
             &self.out_shape,
-            host_slice_ref(&self.host_out, self.out_len),
+            host_slice_ref(&self.host_out[out], self.out_len),
         ))
     }
 
-    /// Like [`DeviceIo::run`], while `prepare` fills the other host input on a scoped thread;
-    /// that input is the active one afterwards.
+    /// The last run's output (shape, data), if there was a run.
+    pub fn last_output(&self) -> Option<(&[i64], &[f32])> {
+        self.last_out.map(|o| {
+            (
+                self.out_shape.as_slice(),
+                host_slice_ref(&self.host_out[o], self.out_len),
+            )
+        })
+    }
+
+    /// Like [`DeviceIo::run`], while `side` runs on a scoped thread with the other host input
+    /// (to fill) and the previous run's output; afterwards the filled input is the active one
+    /// and this run's output the last one.
     pub fn run_overlapped<P: Send>(
         &mut self,
         session: &mut Session,
-        prepare: impl FnOnce(&mut [f32]) -> P + Send,
-    ) -> (Result<(&[i64], &[f32]), String>, P) {
+        side: impl FnOnce(&mut [f32], Option<(&[i64], &[f32])>) -> P + Send,
+    ) -> (Result<(), String>, P) {
         let cur = self.active;
+        let prev_out = self.last_out;
+        let new_out = prev_out.map_or(0, |o| 1 - o);
         let DeviceIo {
             binding,
             host_in,
@@ -173,18 +194,32 @@ impl DeviceIo {
             dev_out,
             host_out,
             in_len,
+            out_len,
+            out_shape,
             ..
         } = self;
-        let (first, second) = host_in.split_at_mut(1);
+        let (in0, in1) = host_in.split_at_mut(1);
         let (cur_in, next_in) = if cur == 0 {
-            (&first[0], &mut second[0])
+            (&in0[0], &mut in1[0])
         } else {
-            (&second[0], &mut first[0])
+            (&in1[0], &mut in0[0])
+        };
+        let (out0, out1) = host_out.split_at_mut(1);
+        let (new_host_out, prev_host_out) = if new_out == 0 {
+            (&mut out0[0], &out1[0])
+        } else {
+            (&mut out1[0], &out0[0])
         };
         let next = host_slice(next_in, *in_len);
+        let prev = prev_out.map(|_| {
+            (
+                out_shape.as_slice(),
+                host_slice_ref(prev_host_out, *out_len),
+            )
+        });
         let (r, p) = std::thread::scope(|sc| {
-            let h = sc.spawn(move || prepare(next));
-            let r = run_bound(session, binding, cur_in, dev_in, dev_out, host_out);
+            let h = sc.spawn(move || side(next, prev));
+            let r = run_bound(session, binding, cur_in, dev_in, dev_out, new_host_out);
             (r, h.join())
         });
         let p = match p {
@@ -192,15 +227,10 @@ impl DeviceIo {
             Err(panic) => std::panic::resume_unwind(panic),
         };
         self.active = 1 - cur;
-        (
-            r.map(|()| {
-                (
-                    self.out_shape.as_slice(),
-                    host_slice_ref(&self.host_out, self.out_len),
-                )
-            }),
-            p,
-        )
+        if r.is_ok() {
+            self.last_out = Some(new_out);
+        }
+        (r, p)
     }
 }
 

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
-//! yolodetect's `pipelined` mode: frame N is letterboxed on a helper thread while the model
-//! runs on frame N-1, so the GPU does not idle through pre-processing. Each buffer leaves one
-//! frame later (it waits for the next one, or for EOS / new caps, which drain it). Decoding and
-//! NMS stay on the streaming thread, after the run.
+//! yolodetect's `pipelined` mode: while the model runs on frame N, a helper thread letterboxes
+//! frame N+1 and decodes frame N-1's output (NMS included), so the GPU never waits for the CPU
+//! stages. Each buffer leaves two frames later (EOS and new caps drain the frames in flight).
 
 use std::time::Instant;
 
@@ -12,21 +11,44 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_transform::GenerateOutputSuccess;
 
 use super::{CAT, State, YoloDetect, attach_roi_metas};
+use crate::detection::Detection;
 use crate::meta::DetectionMeta;
 use crate::postprocess::PostParams;
 use crate::preprocess::Letterbox;
 use crate::video::frame_ref;
 
-/// The frame whose model input sits in the engine's current input buffer, and the frame that
-/// is finished and waits for `generate_output`.
+/// Frames in flight, oldest first.
 #[derive(Default)]
 pub(super) struct Pipe {
+    /// The model ran on it; its output is the engine's `last_output`, not decoded yet.
+    inferred: Option<(gst::Buffer, Letterbox)>,
+    /// Letterboxed into the engine's current input; the model has not run on it.
     pending: Option<(gst::Buffer, Letterbox)>,
+    /// Finished, for `generate_output`.
     ready: Option<gst::Buffer>,
 }
 
+fn finish(
+    mut buf: gst::Buffer,
+    dets: &[Detection],
+    lb: &Letterbox,
+    model_input: (u32, u32),
+) -> gst::Buffer {
+    {
+        let b = buf.make_mut();
+        attach_roi_metas(b, dets, lb.src_w, lb.src_h);
+        DetectionMeta::add(b, dets.to_vec(), model_input);
+    }
+    buf
+}
+
 impl YoloDetect {
-    /// Takes frame N: letterboxes it while the model runs on frame N-1, then finishes N-1.
+    fn params(&self) -> super::Settings {
+        self.settings.lock().clone()
+    }
+
+    /// Takes frame N+1: letterboxes it and decodes frame N-1 on a helper thread while the
+    /// model runs on frame N; frame N-1 is then ready to leave.
     pub(super) fn submit_pipelined(
         &self,
         inbuf: gst::Buffer,
@@ -38,7 +60,14 @@ impl YoloDetect {
             .map(|st| st.engine.poll())
             .unwrap_or_default();
         self.post_engine_events(events);
-        let s = self.settings.lock().clone();
+        let s = self.params();
+        let params = PostParams {
+            conf_threshold: s.conf_threshold,
+            iou_threshold: s.iou_threshold,
+            agnostic: s.agnostic_nms,
+            max_detections: s.max_detections as usize,
+            classes: &s.classes,
+        };
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, color))) = (st.info.clone(), st.layout) else {
@@ -68,7 +97,6 @@ impl YoloDetect {
                 );
                 gst::FlowError::Error
             })?;
-            let (w, h) = (st.engine.info().input_width, st.engine.info().input_height);
             let State {
                 engine,
                 pre,
@@ -78,47 +106,44 @@ impl YoloDetect {
                 pipe,
                 ..
             } = &mut *st;
-            match pipe.pending.take() {
+            let (w, h) = (engine.info().input_width, engine.info().input_height);
+            let head = engine.info().head;
+            let model_input = (w, h);
+            let lb = match pipe.pending.take() {
                 None => pre.run(&fr, w, h, engine.input_mut()),
-                Some((prev, prev_lb)) => {
-                    let params = PostParams {
-                        conf_threshold: s.conf_threshold,
-                        iou_threshold: s.iou_threshold,
-                        agnostic: s.agnostic_nms,
-                        max_detections: s.max_detections as usize,
-                        classes: &s.classes,
-                    };
-                    let head = engine.info().head;
-                    let model_input = (engine.info().input_width, engine.info().input_height);
-                    let ((), lb) = engine
-                        .run_overlapped(
-                            |next| pre.run(&fr, w, h, next),
-                            |_, data| {
-                                post.run(&head, data, &params, &prev_lb, labels, detections)
-                            },
-                        )
+                Some(current) => {
+                    let older = pipe.inferred.take();
+                    let older_lb = older.as_ref().map(|(_, lb)| *lb);
+                    let labels = &*labels;
+                    let lb = engine
+                        .run_overlapped(|next, prev| {
+                            match (older_lb, prev) {
+                                (Some(lb), Some((_, data))) => {
+                                    post.run(&head, data, &params, &lb, labels, detections)
+                                }
+                                _ => detections.clear(),
+                            }
+                            pre.run(&fr, w, h, next)
+                        })
                         .map_err(|e| {
                             gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
                             gst::FlowError::Error
                         })?;
-                    let mut out = prev;
-                    {
-                        let b = out.make_mut();
-                        attach_roi_metas(b, detections, prev_lb.src_w, prev_lb.src_h);
-                        DetectionMeta::add(b, detections.clone(), model_input);
+                    if let Some((buf, lb)) = older {
+                        gst::log!(
+                            CAT,
+                            imp = self,
+                            "{} detections; pipelined step {:?}",
+                            detections.len(),
+                            t0.elapsed()
+                        );
+                        pipe.ready = Some(finish(buf, detections, &lb, model_input));
                     }
-                    gst::log!(
-                        CAT,
-                        imp = self,
-                        "{} detections; pipelined frame (pre of the next overlapped with infer) {:?}",
-                        detections.len(),
-                        t0.elapsed()
-                    );
-                    pipe.ready = Some(out);
+                    pipe.inferred = Some(current);
                     lb
                 }
-            }
-            .map_err(|e| {
+            };
+            lb.map_err(|e| {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
@@ -143,49 +168,52 @@ impl YoloDetect {
         }
     }
 
-    /// Finishes the frame still waiting for its successor and pushes it (at EOS and before new
-    /// caps).
+    /// Finishes the frames in flight and pushes them, oldest first (at EOS and before new caps).
     pub(super) fn drain_pipelined(&self) {
-        let s = self.settings.lock().clone();
-        let out = {
+        let s = self.params();
+        let params = PostParams {
+            conf_threshold: s.conf_threshold,
+            iou_threshold: s.iou_threshold,
+            agnostic: s.agnostic_nms,
+            max_detections: s.max_detections as usize,
+            classes: &s.classes,
+        };
+        let mut out = Vec::new();
+        {
             let mut guard = self.state.lock();
             let Some(st) = guard.as_mut() else { return };
-            let Some((prev, lb)) = st.pipe.pending.take() else {
-                return;
-            };
-            let params = PostParams {
-                conf_threshold: s.conf_threshold,
-                iou_threshold: s.iou_threshold,
-                agnostic: s.agnostic_nms,
-                max_detections: s.max_detections as usize,
-                classes: &s.classes,
-            };
             let State {
                 engine,
                 post,
                 labels,
                 detections,
+                pipe,
                 ..
             } = &mut *st;
             let head = engine.info().head;
             let model_input = (engine.info().input_width, engine.info().input_height);
-            if let Err(e) =
-                engine.run_input(|_, data| post.run(&head, data, &params, &lb, labels, detections))
-            {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
-                return;
+            if let Some((buf, lb)) = pipe.inferred.take() {
+                detections.clear();
+                if let Some((_, data)) = engine.last_output() {
+                    post.run(&head, data, &params, &lb, labels, detections);
+                }
+                out.push(finish(buf, detections, &lb, model_input));
             }
-            let mut out = prev;
-            {
-                let b = out.make_mut();
-                attach_roi_metas(b, detections, lb.src_w, lb.src_h);
-                DetectionMeta::add(b, detections.clone(), model_input);
+            if let Some((buf, lb)) = pipe.pending.take() {
+                match engine
+                    .run_input(|_, data| post.run(&head, data, &params, &lb, labels, detections))
+                {
+                    Ok(()) => out.push(finish(buf, detections, &lb, model_input)),
+                    Err(e) => gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]),
+                }
             }
-            out
-        };
+        }
         // Not under the state lock: downstream runs in this call.
-        if let Err(e) = self.obj().src_pad().push(out) {
-            gst::debug!(CAT, imp = self, "draining the last frame: {e:?}");
+        for buf in out {
+            if let Err(e) = self.obj().src_pad().push(buf) {
+                gst::debug!(CAT, imp = self, "draining frames in flight: {e:?}");
+                break;
+            }
         }
     }
 
