@@ -27,6 +27,10 @@
 //! providers; TensorRT engines are cached under `trt-engine-cache-dir`, one subdirectory per
 //! model hash, precision, GPU and TensorRT/ONNX Runtime version.
 //!
+//! `pipelined=true` letterboxes frame N+1 and decodes frame N-1 on a helper thread while the
+//! model runs on frame N, so a GPU never waits for the CPU stages; each buffer then leaves two
+//! frames later (EOS and caps changes drain the frames in flight).
+//!
 //! Element messages: `yolodetect-started` (`execution-provider`, `requested-provider`, and
 //! `<provider>-unavailable` = reason for each provider `auto` passed over);
 //! `yolodetect-tensorrt-build` (`status` = `started` | `progress` | `failed`, see

@@ -53,7 +53,7 @@ pub struct GpuSettings {
     pub trt_engine_cache_dir: Option<PathBuf>,
     pub trt_timing_cache: bool,
     pub trt_builder_optimization_level: u32,
-    /// Letterbox frame N while the model runs on frame N-1 (`pipelined.rs`).
+    /// Letterbox frame N+1 and decode frame N-1 while the model runs on frame N (`pipelined.rs`).
     pub pipelined: bool,
 }
 
@@ -163,7 +163,7 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecBoolean::builder("pipelined")
             .nick("Pipelined")
-            .blurb("Letterbox each frame on a helper thread while the model runs on the previous one: higher throughput on a GPU, each buffer leaves one frame later")
+            .blurb("Letterbox the next frame and decode the previous one on a helper thread while the model runs: higher throughput on a GPU, each buffer leaves two frames later")
             .default_value(s.pipelined)
             .mutable_ready()
             .build(),
