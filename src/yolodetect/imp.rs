@@ -20,6 +20,11 @@ use crate::preprocess::Preprocessor;
 use crate::stats::{FrameTimes, StageStats, Summary};
 use crate::video::{frame_ref, layout_of};
 
+use super::providers::{self, GpuSettings};
+
+#[path = "pipelined.rs"]
+mod pipelined;
+
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "yolodetect",
@@ -86,6 +91,8 @@ struct Settings {
     device_id: i32,
     /// Milliseconds between `yolodetect-stats` element messages; 0 posts none.
     stats_interval: u32,
+    /// CUDA and TensorRT options (see `providers.rs`).
+    gpu: GpuSettings,
 }
 
 impl Default for Settings {
@@ -102,6 +109,7 @@ impl Default for Settings {
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
             stats_interval: 0,
+            gpu: GpuSettings::default(),
         }
     }
 }
@@ -112,11 +120,11 @@ struct State {
     labels: Vec<Arc<str>>,
     pre: Preprocessor,
     post: Postprocessor,
-    /// The model input tensor, reused every frame.
-    input: Vec<f32>,
     detections: Vec<Detection>,
     info: Option<gst_video::VideoInfo>,
     layout: Option<(PixelLayout, YuvColor)>,
+    /// Frames in flight in `pipelined` mode.
+    pipe: pipelined::Pipe,
 }
 
 /// Stage timings, behind their own lock so reading `stats` never waits for inference.
@@ -154,7 +162,7 @@ impl ObjectImpl for YoloDetect {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let s = Settings::default();
-            vec![
+            let mut v = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb("Path to a YOLO ONNX model (YOLOv5/v8/11 heads or end-to-end [B,K,6] exports); changeable in NULL or READY")
@@ -239,7 +247,9 @@ impl ObjectImpl for YoloDetect {
                     .default_value(s.stats_interval)
                     .mutable_playing()
                     .build(),
-            ]
+                        ];
+            v.extend(providers::properties());
+            v
         });
         PROPS.as_ref()
     }
@@ -285,7 +295,11 @@ impl ObjectImpl for YoloDetect {
             }
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
             "stats-interval" => s.stats_interval = value.get().expect("type checked upstream"),
-            _ => unimplemented!(),
+            name => {
+                if !providers::set(&mut s.gpu, name, value) {
+                    unimplemented!()
+                }
+            }
         }
     }
 
@@ -326,7 +340,7 @@ impl ObjectImpl for YoloDetect {
                     .unwrap_or("")
                     .to_value()
             }
-            _ => unimplemented!(),
+            name => providers::get(&s.gpu, name).unwrap_or_else(|| unimplemented!()),
         }
     }
 }
@@ -365,6 +379,7 @@ impl YoloDetect {
         cfg.provider = s.execution_provider.into();
         cfg.device_id = s.device_id;
         cfg.num_threads = s.num_threads as usize;
+        s.gpu.apply(&mut cfg);
         let engine = Engine::new(&cfg).map_err(|e| engine_error_msg(&e))?;
         let info = engine.info().clone();
         gst::info!(
@@ -380,16 +395,15 @@ impl YoloDetect {
             engine.runtime_path().display()
         );
         let labels = self.load_labels(s, &info)?;
-        let input = vec![0.0f32; engine.input_len()];
         Ok(State {
             engine,
             labels,
             pre: Preprocessor::new(),
             post: Postprocessor::new(),
-            input,
             detections: Vec::with_capacity(DEFAULT_MAX_DET as usize),
             info: None,
             layout: None,
+            pipe: Default::default(),
         })
     }
 
@@ -448,9 +462,26 @@ impl YoloDetect {
         }
         let s = stats_to_structure(&st.stages.summary(), st.provider);
         drop(st);
+        self.post(s);
+    }
+
+    fn post(&self, s: gst::Structure) {
         let _ = self
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+    }
+
+    /// Posts engine events as element messages (never under the state lock: a sync bus handler
+    /// may read `active-provider`).
+    fn post_engine_events(&self, events: Vec<engine::EngineEvent>) {
+        for ev in &events {
+            gst::info!(CAT, imp = self, "{ev:?}");
+            self.post(providers::event_structure(ev));
+            if let engine::EngineEvent::Switched { to, .. } = ev {
+                self.stats.lock().provider = to.name();
+                self.obj().notify("active-provider");
+            }
+        }
     }
 
     fn stats_structure(&self) -> gst::Structure {
@@ -498,24 +529,60 @@ impl BaseTransformImpl for YoloDetect {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         install_ort_logger();
         let settings = self.settings.lock().clone();
-        let state = self.build_state(&settings)?;
+        let mut state = self.build_state(&settings)?;
         let provider = state.engine.provider();
+        // `auto` says which providers it passed over and why; TensorRT events follow.
+        let mut started = gst::Structure::builder("yolodetect-started")
+            .field("execution-provider", provider.name())
+            .field(
+                "requested-provider",
+                Provider::from(settings.execution_provider).name(),
+            );
+        for (p, reason) in state.engine.fallbacks() {
+            gst::info!(CAT, imp = self, "{} not used: {reason}", p.name());
+            started = started.field(format!("{}-unavailable", p.name()), reason.as_str());
+        }
+        let events = state.engine.poll();
         *self.state.lock() = Some(state);
         *self.stats.lock() = Stats {
             stages: StageStats::default(),
             provider: provider.name(),
         };
-        let _ = self.obj().post_message(
-            gst::message::Element::builder(
-                gst::Structure::builder("yolodetect-started")
-                    .field("execution-provider", provider.name())
-                    .build(),
-            )
-            .src(&*self.obj())
-            .build(),
-        );
+        self.post(started.build());
+        self.post_engine_events(events);
         self.obj().notify("active-provider");
         Ok(())
+    }
+
+    fn submit_input_buffer(
+        &self,
+        is_discont: bool,
+        inbuf: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.settings.lock().gpu.pipelined {
+            self.submit_pipelined(inbuf)
+        } else {
+            self.parent_submit_input_buffer(is_discont, inbuf)
+        }
+    }
+
+    fn generate_output(
+        &self,
+    ) -> Result<gst_base::subclass::base_transform::GenerateOutputSuccess, gst::FlowError> {
+        if self.settings.lock().gpu.pipelined {
+            Ok(self.take_ready())
+        } else {
+            self.parent_generate_output()
+        }
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Eos(_) | gst::EventView::Caps(_) => self.drain_pipelined(),
+            gst::EventView::FlushStop(_) => self.reset_pipelined(),
+            _ => {}
+        }
+        self.parent_sink_event(event)
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
@@ -546,6 +613,14 @@ impl BaseTransformImpl for YoloDetect {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
+        let events = self
+            .state
+            .lock()
+            .as_mut()
+            .map(|st| st.engine.poll())
+            .unwrap_or_default();
+        self.post_engine_events(events);
         // Thresholds may change while PLAYING: copy them once per frame (no allocation).
         let (conf, iou, agnostic, max_det, classes, stats_interval) = {
             let s = self.settings.lock();
@@ -590,7 +665,7 @@ impl BaseTransformImpl for YoloDetect {
                 gst::FlowError::Error
             })?;
             let (w, h) = (st.engine.info().input_width, st.engine.info().input_height);
-            st.pre.run(&fr, w, h, &mut st.input).map_err(|e| {
+            st.pre.run(&fr, w, h, st.engine.input_mut()).map_err(|e| {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
@@ -612,13 +687,12 @@ impl BaseTransformImpl for YoloDetect {
             engine,
             labels,
             post,
-            input,
             detections,
             ..
         } = st;
         let head = engine.info().head;
         let t2 = engine
-            .run(input, 1, |_shape, data| {
+            .run_input(|_shape, data| {
                 let t2 = Instant::now();
                 post.run(&head, data, &params, &letterbox, labels, detections);
                 t2

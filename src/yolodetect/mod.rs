@@ -14,13 +14,36 @@
 //! gst-launch-1.0 filesrc location=bikes.mp4 ! decodebin ! videoconvert ! \
 //!     yolodetect model=yolov8n.onnx ! yolooverlay ! videoconvert ! autovideosink
 //! ```
+//!
+//! ## Execution providers
+//!
+//! `execution-provider` picks ONNX Runtime's CPU, CUDA or TensorRT provider; an explicitly
+//! requested GPU provider that cannot start is an error that says what is missing, never a
+//! silent fall back to the CPU. `auto` serves frames on CUDA (else the CPU) at once and, where
+//! TensorRT can start, builds the TensorRT engine on a background thread and switches to it at a
+//! frame boundary. On the GPU providers the model's input and output are bound to preallocated
+//! device memory (pinned host memory on the host side): one host-to-device copy of the input
+//! and one device-to-host copy of the output per frame. `cuda-*` and `trt-*` properties tune the
+//! providers; TensorRT engines are cached under `trt-engine-cache-dir`, one subdirectory per
+//! model hash, precision, GPU and TensorRT/ONNX Runtime version.
+//!
+//! `pipelined=true` letterboxes frame N+1 and decodes frame N-1 on a helper thread while the
+//! model runs on frame N, so a GPU never waits for the CPU stages; each buffer then leaves two
+//! frames later (EOS and caps changes drain the frames in flight).
+//!
+//! Element messages: `yolodetect-started` (`execution-provider`, `requested-provider`, and
+//! `<provider>-unavailable` = reason for each provider `auto` passed over);
+//! `yolodetect-tensorrt-build` (`status` = `started` | `progress` | `failed`, see
+//! `providers.rs`); `yolodetect-provider-switched` (`from`, `to`, `build-s`).
 
 use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod providers;
 
 pub use imp::ExecutionProvider;
+pub use providers::CudaConvAlgoSearch;
 
 glib::wrapper! {
     pub struct YoloDetect(ObjectSubclass<imp::YoloDetect>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
@@ -29,6 +52,8 @@ glib::wrapper! {
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     #[cfg(feature = "doc")]
     ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    #[cfg(feature = "doc")]
+    CudaConvAlgoSearch::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "yolodetect",

@@ -120,9 +120,29 @@ pub fn compare(what: &str, out: &[Detection], reference: &[RefDet], tol: Toleran
     problems
 }
 
+/// `$GST_YOLO_TEST_PROVIDER` (e.g. `cuda` on a GPU host): the execution provider every test
+/// pipeline's yolodetect uses; unset = the element's default (CPU).
+pub fn test_provider() -> Option<String> {
+    std::env::var("GST_YOLO_TEST_PROVIDER")
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// Adds `execution-provider=$GST_YOLO_TEST_PROVIDER` to every yolodetect in `desc`.
+pub fn with_test_provider(desc: &str) -> String {
+    match test_provider() {
+        Some(p) => desc.replace(
+            "yolodetect ",
+            &format!("yolodetect execution-provider={p} "),
+        ),
+        None => desc.to_string(),
+    }
+}
+
 /// Detections of each buffer that reaches the appsink named `sink`, in order.
 pub fn run_pipeline(desc: &str) -> Result<Vec<(gst::Buffer, Vec<Detection>)>, String> {
     init();
+    let desc = &with_test_provider(desc);
     let pipeline = gst::parse::launch(desc)
         .map_err(|e| format!("parse {desc}: {e}"))?
         .downcast::<gst::Pipeline>()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds what scripts/gpu/h100-proof.sh runs and puts it into DEST/.gpu/ (git-ignored) beside the
+# payload of scripts/gpu/make-payload.sh: the yolo-bench example and the engine/yolodetect test
+# binaries (stripped, xz-packed) and the few shared files they read (yolov8n.onnx, the reference
+# images and detections). Run here (Debian 12 builds run on the Ubuntu 24.04 GPU host).
+#   usage: scripts/gpu/pack-proof.sh [DEST_REPO_ROOT]     (default: this repository)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+dest=$(cd "${1:-$repo}" && pwd)
+shared=${GST_YOLO_SHARED:-$repo/../shared}
+g=$dest/.gpu
+cd "$repo"
+cargo build --release --example yolo-bench
+# `cargo test --no-run` names each test executable it built.
+tests=$(cargo test --release --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("engine", "yolodetect"):
+        print(m["target"]["name"], m["executable"])')
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/bin"
+install -m755 target/release/examples/yolo-bench "$work/bin/"
+while read -r name exe; do install -m755 "$exe" "$work/bin/test-$name"; done <<<"$tests"
+strip "$work"/bin/*
+mkdir -p "$g"
+tar -C "$work" -cf - bin | xz -6 -T2 > "$g/gst-yolo-bins.tar.xz"
+rm -rf "$g/shared"
+mkdir -p "$g/shared/models" "$g/shared/media/png" "$g/shared/media/images" "$g/shared/media/video" "$g/shared/reference"
+cp "$shared/models/yolov8n.onnx" "$g/shared/models/"
+cp "$shared"/media/png/*.png "$g/shared/media/png/"
+cp "$shared"/media/images/*.jpg "$g/shared/media/images/"
+cp -r "$shared/media/coco8" "$g/shared/media/"
+cp "$shared/media/video/bikes.mp4" "$g/shared/media/video/"
+cp "$shared"/reference/*.json "$g/shared/reference/"
+cp "$repo/scripts/gpu/h100-proof.sh" "$g/h100-proof.sh"
+du -sh "$g" "$g"/* | sort -h
