@@ -237,7 +237,7 @@ impl ObjectImpl for YoloDetect {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("yolodetect-stats structure: frames, fps, window, execution-provider and per stage (pre, infer, post, meta, added = all but infer, total) <stage>-p50-ms and <stage>-p99-ms over the last frames")
+                    .blurb("yolodetect-stats structure: frames, fps, window, execution-provider and per stage (pre, infer, post, meta, added = all but infer, total) <stage>-p50-ms and <stage>-p99-ms over the last frames; frames of pipelined=true are not counted yet")
                     .read_only()
                     .build(),
                 glib::ParamSpecUInt::builder("stats-interval")
@@ -451,7 +451,42 @@ impl YoloDetect {
     }
 }
 
+/// The settings a frame needs, copied once per frame: thresholds and filters may change while
+/// PLAYING, and copying these allocates nothing (unlike cloning `Settings`).
+pub(super) struct FrameParams {
+    conf: f32,
+    iou: f32,
+    agnostic: bool,
+    max_det: u32,
+    classes: Arc<[u32]>,
+    pub(super) stats_interval: u32,
+}
+
+impl FrameParams {
+    pub(super) fn post_params(&self) -> PostParams<'_> {
+        PostParams {
+            conf_threshold: self.conf,
+            iou_threshold: self.iou,
+            agnostic: self.agnostic,
+            max_detections: self.max_det as usize,
+            classes: &self.classes,
+        }
+    }
+}
+
 impl YoloDetect {
+    pub(super) fn frame_params(&self) -> FrameParams {
+        let s = self.settings.lock();
+        FrameParams {
+            conf: s.conf_threshold,
+            iou: s.iou_threshold,
+            agnostic: s.agnostic_nms,
+            max_det: s.max_detections,
+            classes: s.classes.clone(),
+            stats_interval: s.stats_interval,
+        }
+    }
+
     /// Records one frame's stage times and posts the periodic stats message when one is due.
     fn record_stats(&self, start: Instant, t: [Instant; 5], interval_ms: u32) {
         let mut st = self.stats.lock();
@@ -621,18 +656,7 @@ impl BaseTransformImpl for YoloDetect {
             .map(|st| st.engine.poll())
             .unwrap_or_default();
         self.post_engine_events(events);
-        // Thresholds may change while PLAYING: copy them once per frame (no allocation).
-        let (conf, iou, agnostic, max_det, classes, stats_interval) = {
-            let s = self.settings.lock();
-            (
-                s.conf_threshold,
-                s.iou_threshold,
-                s.agnostic_nms,
-                s.max_detections,
-                s.classes.clone(),
-                s.stats_interval,
-            )
-        };
+        let fp = self.frame_params();
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, color))) = (st.info.as_ref(), st.layout) else {
@@ -676,13 +700,7 @@ impl BaseTransformImpl for YoloDetect {
         };
         let t1 = Instant::now();
 
-        let params = PostParams {
-            conf_threshold: conf,
-            iou_threshold: iou,
-            agnostic,
-            max_detections: max_det as usize,
-            classes: &classes,
-        };
+        let params = fp.post_params();
         let State {
             engine,
             labels,
@@ -719,7 +737,7 @@ impl BaseTransformImpl for YoloDetect {
         );
         // Unlocked first: a bus sync handler may read properties that take the state lock.
         drop(guard);
-        self.record_stats(t0, [t0, t1, t2, t3, t4], stats_interval);
+        self.record_stats(t0, [t0, t1, t2, t3, t4], fp.stats_interval);
         Ok(gst::FlowSuccess::Ok)
     }
 }

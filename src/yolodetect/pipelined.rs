@@ -13,7 +13,6 @@ use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use super::{CAT, State, YoloDetect, attach_roi_metas};
 use crate::detection::Detection;
 use crate::meta::DetectionMeta;
-use crate::postprocess::PostParams;
 use crate::preprocess::Letterbox;
 use crate::video::frame_ref;
 
@@ -43,10 +42,6 @@ fn finish(
 }
 
 impl YoloDetect {
-    fn params(&self) -> super::Settings {
-        self.settings.lock().clone()
-    }
-
     /// Takes frame N+1: letterboxes it and decodes frame N-1 on a helper thread while the
     /// model runs on frame N; frame N-1 is then ready to leave.
     pub(super) fn submit_pipelined(
@@ -60,14 +55,8 @@ impl YoloDetect {
             .map(|st| st.engine.poll())
             .unwrap_or_default();
         self.post_engine_events(events);
-        let s = self.params();
-        let params = PostParams {
-            conf_threshold: s.conf_threshold,
-            iou_threshold: s.iou_threshold,
-            agnostic: s.agnostic_nms,
-            max_detections: s.max_detections as usize,
-            classes: &s.classes,
-        };
+        let fp = self.frame_params();
+        let params = fp.post_params();
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, color))) = (st.info.clone(), st.layout) else {
@@ -170,14 +159,8 @@ impl YoloDetect {
 
     /// Finishes the frames in flight and pushes them, oldest first (at EOS and before new caps).
     pub(super) fn drain_pipelined(&self) {
-        let s = self.params();
-        let params = PostParams {
-            conf_threshold: s.conf_threshold,
-            iou_threshold: s.iou_threshold,
-            agnostic: s.agnostic_nms,
-            max_detections: s.max_detections as usize,
-            classes: &s.classes,
-        };
+        let fp = self.frame_params();
+        let params = fp.post_params();
         let mut out = Vec::new();
         {
             let mut guard = self.state.lock();
