@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::detection::Detection;
 use crate::engine::{self, Engine, EngineConfig, EngineError, Provider};
-use crate::frame::{PixelLayout, YuvColor};
+use crate::frame::{FrameRef, PixelLayout, YuvColor};
 use crate::labels;
 use crate::meta::DetectionMeta;
 use crate::postprocess::{PostParams, Postprocessor};
@@ -506,6 +506,50 @@ impl YoloDetect {
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
+    /// A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
+    pub(super) fn poll_engine(&self) {
+        let events = self
+            .state
+            .lock()
+            .as_mut()
+            .map(|st| st.engine.poll())
+            .unwrap_or_default();
+        self.post_engine_events(events);
+    }
+
+    /// Maps a frame read-only: the video passes through untouched, so nothing is copied.
+    pub(super) fn map_readable<'a>(
+        &self,
+        buf: &'a gst::BufferRef,
+        info: &gst_video::VideoInfo,
+    ) -> Result<gst_video::VideoFrameRef<&'a gst::BufferRef>, gst::FlowError> {
+        gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ["cannot map the video frame"]
+            );
+            gst::FlowError::Error
+        })
+    }
+
+    /// The mapped frame as the GStreamer-free pre-processing sees it.
+    pub(super) fn frame_view<'a>(
+        &self,
+        frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>,
+        layout: PixelLayout,
+        color: YuvColor,
+    ) -> Result<FrameRef<'a>, gst::FlowError> {
+        frame_ref(frame, layout, color).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ["cannot read the frame's planes"]
+            );
+            gst::FlowError::Error
+        })
+    }
+
     /// Posts engine events as element messages (never under the state lock: a sync bus handler
     /// may read `active-provider`).
     fn post_engine_events(&self, events: Vec<engine::EngineEvent>) {
@@ -648,14 +692,7 @@ impl BaseTransformImpl for YoloDetect {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
-        let events = self
-            .state
-            .lock()
-            .as_mut()
-            .map(|st| st.engine.poll())
-            .unwrap_or_default();
-        self.post_engine_events(events);
+        self.poll_engine();
         let fp = self.frame_params();
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -671,23 +708,8 @@ impl BaseTransformImpl for YoloDetect {
 
         // Map read-only: the video passes through untouched, so no copy-on-write is triggered.
         let letterbox = {
-            let frame =
-                gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Failed,
-                        ["cannot map the video frame"]
-                    );
-                    gst::FlowError::Error
-                })?;
-            let fr = frame_ref(&frame, layout, color).map_err(|_| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ["cannot read the frame's planes"]
-                );
-                gst::FlowError::Error
-            })?;
+            let frame = self.map_readable(buf, info)?;
+            let fr = self.frame_view(&frame, layout, color)?;
             let (w, h) = (st.engine.info().input_width, st.engine.info().input_height);
             st.pre.run(&fr, w, h, st.engine.input_mut()).map_err(|e| {
                 gst::element_imp_error!(

@@ -14,7 +14,6 @@ use super::{CAT, State, YoloDetect, attach_roi_metas};
 use crate::detection::Detection;
 use crate::meta::DetectionMeta;
 use crate::preprocess::Letterbox;
-use crate::video::frame_ref;
 
 /// Frames in flight, oldest first.
 #[derive(Default)]
@@ -48,13 +47,7 @@ impl YoloDetect {
         &self,
         inbuf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let events = self
-            .state
-            .lock()
-            .as_mut()
-            .map(|st| st.engine.poll())
-            .unwrap_or_default();
-        self.post_engine_events(events);
+        self.poll_engine();
         let fp = self.frame_params();
         let params = fp.post_params();
         let mut guard = self.state.lock();
@@ -69,23 +62,8 @@ impl YoloDetect {
         };
         let t0 = Instant::now();
         let letterbox = {
-            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf.as_ref(), &info)
-                .map_err(|_| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ["cannot map the video frame"]
-                );
-                gst::FlowError::Error
-            })?;
-            let fr = frame_ref(&frame, layout, color).map_err(|_| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ["cannot read the frame's planes"]
-                );
-                gst::FlowError::Error
-            })?;
+            let frame = self.map_readable(inbuf.as_ref(), &info)?;
+            let fr = self.frame_view(&frame, layout, color)?;
             let State {
                 engine,
                 pre,
