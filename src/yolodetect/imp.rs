@@ -517,6 +517,25 @@ impl YoloDetect {
         self.post_engine_events(events);
     }
 
+    /// The negotiated video info and frame layout; an error before caps arrived. (`VideoInfo` is a
+    /// plain struct, so the copy does not allocate.)
+    fn negotiated(
+        &self,
+        st: &State,
+    ) -> Result<(gst_video::VideoInfo, PixelLayout, YuvColor), gst::FlowError> {
+        match (&st.info, st.layout) {
+            (Some(info), Some((layout, color))) => Ok((info.clone(), layout, color)),
+            _ => {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ["no caps before the first buffer"]
+                );
+                Err(gst::FlowError::NotNegotiated)
+            }
+        }
+    }
+
     /// Maps a frame read-only: the video passes through untouched, so nothing is copied.
     pub(super) fn map_readable<'a>(
         &self,
@@ -696,19 +715,12 @@ impl BaseTransformImpl for YoloDetect {
         let fp = self.frame_params();
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let (Some(info), Some((layout, color))) = (st.info.as_ref(), st.layout) else {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ["no caps before the first buffer"]
-            );
-            return Err(gst::FlowError::NotNegotiated);
-        };
+        let (info, layout, color) = self.negotiated(st)?;
         let t0 = Instant::now();
 
         // Map read-only: the video passes through untouched, so no copy-on-write is triggered.
         let letterbox = {
-            let frame = self.map_readable(buf, info)?;
+            let frame = self.map_readable(buf, &info)?;
             let fr = self.frame_view(&frame, layout, color)?;
             let (w, h) = (st.engine.info().input_width, st.engine.info().input_height);
             st.pre.run(&fr, w, h, st.engine.input_mut()).map_err(|e| {

@@ -52,14 +52,7 @@ impl YoloDetect {
         let params = fp.post_params();
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let (Some(info), Some((layout, color))) = (st.info.clone(), st.layout) else {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ["no caps before the first buffer"]
-            );
-            return Err(gst::FlowError::NotNegotiated);
-        };
+        let (info, layout, color) = self.negotiated(st)?;
         let t0 = Instant::now();
         let letterbox = {
             let frame = self.map_readable(inbuf.as_ref(), &info)?;
