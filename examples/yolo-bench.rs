@@ -11,6 +11,13 @@
 //! yolo-bench cycles "<description>" [--counts 1,100,1000] [--max-seconds S] [--gpu N]
 //!     plays the pipeline to EOS and back to NULL repeatedly; GPU memory (nvidia-smi) and the
 //!     process RSS after the given numbers of cycles.
+//! yolo-bench engine-batch --batch B [--provider P] [--iters N]
+//!     ONNX Runtime alone at batch B as a model instance's worker runs it: with CUDA, input made
+//!     in device memory (as GPU pre-processing leaves it) and the output copied to the host.
+//! yolo-bench multistream "<description with {i}>" --streams N [--gpu N]
+//!     N copies of the description (each with `name=d{i}` on the element to time) in one
+//!     pipeline: aggregate fps over the steady middle of the run (10%..90% of the frames),
+//!     per-frame latency through d{i} (p50/p99), GPU memory (nvidia-smi), host CPU (cores busy).
 //! yolo-bench compare IMAGE.png... [--provider P]
 //!     detections of the CPU against P with TF32 off and on: largest box and confidence change.
 //! ```
@@ -40,6 +47,8 @@ struct Opts {
     binding: bool,
     conv: ConvAlgoSearch,
     iters: usize,
+    batch: usize,
+    streams: usize,
     counts: Vec<usize>,
     max_seconds: f64,
 }
@@ -65,6 +74,8 @@ fn parse() -> Result<Opts, String> {
         binding: true,
         conv: ConvAlgoSearch::Exhaustive,
         iters: 1000,
+        batch: 1,
+        streams: 1,
         counts: vec![1, 100, 1000],
         max_seconds: 1e9,
     };
@@ -94,6 +105,8 @@ fn parse() -> Result<Opts, String> {
                 }
             }
             "--iters" => o.iters = val()?.parse().map_err(|_| "--iters takes a number")?,
+            "--batch" => o.batch = val()?.parse().map_err(|_| "--batch takes a number")?,
+            "--streams" => o.streams = val()?.parse().map_err(|_| "--streams takes a number")?,
             "--counts" => {
                 o.counts = val()?
                     .split(',')
@@ -165,6 +178,153 @@ fn engine_bench(o: &Opts) -> Result<(), String> {
         percentile(&times, 0.99),
         o.iters as f64 / total
     );
+    Ok(())
+}
+
+fn engine_batch(o: &Opts) -> Result<(), String> {
+    let mut e = Engine::new(&config(o, o.provider, o.tf32)).map_err(|e| e.to_string())?;
+    let b = o.batch.max(1);
+    let input = vec![114.0f32 / 255.0; b * e.input_len()];
+    let mut out = Vec::new();
+    let device = e.cuda_device().is_some();
+    let mut run = |e: &mut Engine| {
+        out.clear();
+        if device {
+            e.run_device_items(b, b, |_, _| Ok(()), &mut out)
+        } else {
+            e.run_items(&input, b, &mut out)
+        }
+        .map_err(|e| e.to_string())
+    };
+    for _ in 0..10 {
+        run(&mut e)?;
+    }
+    let mut times = Vec::with_capacity(o.iters);
+    let t0 = Instant::now();
+    for _ in 0..o.iters {
+        let t = Instant::now();
+        run(&mut e)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let total = t0.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "ENGINEB provider={} batch={b} input={} runs={} mean={:.3}ms p50={:.3}ms p99={:.3}ms \
+         images/s={:.1}",
+        e.provider().name(),
+        if device { "device" } else { "host" },
+        o.iters,
+        total * 1e3 / o.iters as f64,
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        (o.iters * b) as f64 / total
+    );
+    Ok(())
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn multistream(o: &Opts) -> Result<(), String> {
+    let tpl = o.free.first().ok_or("multistream needs a description")?;
+    let n = o.streams.max(1);
+    let desc: Vec<String> = (0..n).map(|i| tpl.replace("{i}", &i.to_string())).collect();
+    let pipeline = gst::parse::launch(&desc.join("  "))
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline")?;
+    // Per stream: when each buffer entered d{i} (by PTS); all streams: when each left, and
+    // its latency through the element.
+    let exits: Arc<Mutex<Vec<(Instant, f64)>>> = Arc::default();
+    for i in 0..n {
+        let d = pipeline
+            .by_name(&format!("d{i}"))
+            .ok_or_else(|| format!("no element d{i}"))?;
+        let entered: Arc<Mutex<std::collections::VecDeque<Instant>>> = Arc::default();
+        let e2 = entered.clone();
+        d.static_pad("sink").ok_or("no sink pad")?.add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, _| {
+                e2.lock().unwrap().push_back(Instant::now());
+                gst::PadProbeReturn::Ok
+            },
+        );
+        let x2 = exits.clone();
+        d.static_pad("src").ok_or("no src pad")?.add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, _| {
+                let now = Instant::now();
+                // In-place filters keep order: the oldest entry is this buffer's.
+                let lat = entered
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .map_or(0.0, |t| (now - t).as_secs_f64() * 1e3);
+                x2.lock().unwrap().push((now, lat));
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+    // GPU memory and CPU at 90% of the run, sampled by a thread watching the frame count.
+    let t0 = Instant::now();
+    let cpu0 = cpu_seconds();
+    let gpu = o.device;
+    let x3 = exits.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = String::from("n/a");
+        let mut last = 0usize;
+        for _ in 0..6000 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let k = x3.lock().unwrap().len();
+            if k > 0 && k == last {
+                break; // finished (or stalled)
+            }
+            last = k;
+            peak = gpu_mem_mib(gpu);
+        }
+        peak
+    });
+    run_to_eos(&pipeline)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    pipeline.set_state(gst::State::Null).ok();
+    let gpu_mib = sampler.join().unwrap_or_default();
+    let mut x = exits.lock().unwrap().clone();
+    x.sort_by_key(|a| a.0);
+    let total = x.len();
+    if total < 20 {
+        return Err(format!("only {total} frames"));
+    }
+    let (a, b) = (total / 10, total * 9 / 10);
+    let fps = (b - a) as f64 / (x[b].0 - x[a].0).as_secs_f64();
+    let mut lat: Vec<f64> = x[a..b].iter().map(|e| e.1).collect();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "MULTI streams={n} frames={total} fps={fps:.1} latency-p50={:.2}ms latency-p99={:.2}ms \
+         gpu-mem={gpu_mib}MiB cpu-cores={:.2} wall={wall:.1}s",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        cpu / wall
+    );
+    let d0 = pipeline.by_name("d0").ok_or("no d0")?;
+    if d0.find_property("stats").is_some() {
+        let s = d0.property::<gst::Structure>("stats");
+        println!(
+            "STATS batch-size={} mean-batch-fill={:.2} queue-wait-p99={:.2}ms instance-frames={}",
+            s.get::<u32>("batch-size").unwrap_or(0),
+            s.get::<f64>("mean-batch-fill").unwrap_or(0.0),
+            s.get::<f64>("queue-wait-p99-ms").unwrap_or(0.0),
+            s.get::<u64>("instance-frames").unwrap_or(0)
+        );
+    }
     Ok(())
 }
 
@@ -500,6 +660,8 @@ fn main() -> ExitCode {
     let r = match o.cmd.as_str() {
         "engine" => engine_bench(&o),
         "pipeline" => pipeline_bench(&o),
+        "engine-batch" => engine_batch(&o),
+        "multistream" => multistream(&o),
         "cycles" => cycles(&o),
         "compare" => compare(&o),
         c => Err(format!("unknown command {c}")),

@@ -41,6 +41,21 @@ pub(crate) fn filter_pad_templates() -> Vec<gst::PadTemplate> {
     .collect()
 }
 
+/// yolodetect's templates: [`filter_pad_templates`] plus the same formats in CUDA memory.
+pub(crate) fn detect_pad_templates() -> Vec<gst::PadTemplate> {
+    let caps = detect_caps();
+    [
+        ("src", gst::PadDirection::Src),
+        ("sink", gst::PadDirection::Sink),
+    ]
+    .into_iter()
+    .map(|(name, dir)| {
+        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps)
+            .expect("static template with valid caps")
+    })
+    .collect()
+}
+
 /// Maps caps to the element-internal frame description.
 pub(crate) fn layout_of(info: &gst_video::VideoInfo) -> Option<(PixelLayout, YuvColor)> {
     use gst_video::VideoFormat as F;
@@ -135,4 +150,87 @@ pub(crate) fn frame_mut<'a>(
         planes,
         color,
     })
+}
+
+/// GStreamer's CUDA memory caps feature (nvcodec's decoders output it).
+pub(crate) const CUDA_MEMORY: &str = "memory:CUDAMemory";
+
+/// yolodetect's caps: [`supported_caps`] in CUDA memory (letterboxed on the GPU, never copied to
+/// the host) and in system memory.
+pub(crate) fn detect_caps() -> gst::Caps {
+    let mut caps = supported_caps();
+    caps.get_mut()
+        .expect("new caps are writable")
+        .set_features_simple(Some(gst::CapsFeatures::new([CUDA_MEMORY])));
+    caps.get_mut()
+        .expect("new caps are writable")
+        .append(supported_caps());
+    caps
+}
+
+/// `caps` without its CUDA memory structures.
+pub(crate) fn without_cuda_memory(caps: &gst::Caps) -> gst::Caps {
+    let mut out = gst::Caps::new_empty();
+    {
+        let out = out.get_mut().expect("new caps are writable");
+        for (s, f) in caps.iter_with_features() {
+            if !f.contains(CUDA_MEMORY) {
+                out.append_structure_full(s.to_owned(), Some(f.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether negotiated caps carry frames in CUDA memory.
+pub(crate) fn is_cuda_memory(caps: &gst::CapsRef) -> bool {
+    caps.features(0).is_some_and(|f| f.contains(CUDA_MEMORY))
+}
+
+/// A frame in CUDA memory mapped for reading: plane addresses are device pointers.
+pub(crate) struct CudaFrame {
+    frame: gst_video::ffi::GstVideoFrame,
+}
+
+/// `GST_MAP_CUDA` (gst/cuda/gstcudamemory.h): map to the device pointer, not to host memory.
+const GST_MAP_CUDA: u32 = gst::ffi::GST_MAP_FLAG_LAST << 1;
+
+impl CudaFrame {
+    pub(crate) fn map(buf: &gst::BufferRef, info: &gst_video::VideoInfo) -> Option<CudaFrame> {
+        use glib::translate::ToGlibPtr;
+        let mut frame = std::mem::MaybeUninit::<gst_video::ffi::GstVideoFrame>::zeroed();
+        // SAFETY: `info` and `buf` are valid for the call; gst_video_frame_map fills `frame`
+        // on success (checked) and keeps its own reference to the buffer until unmapped in Drop.
+        let ok = unsafe {
+            gst_video::ffi::gst_video_frame_map(
+                frame.as_mut_ptr(),
+                info.to_glib_none().0 as *mut _,
+                buf.as_ptr() as *mut gst::ffi::GstBuffer,
+                gst::ffi::GST_MAP_READ | GST_MAP_CUDA,
+            )
+        };
+        // SAFETY: initialised by the successful map above.
+        (ok != 0).then(|| CudaFrame {
+            frame: unsafe { frame.assume_init() },
+        })
+    }
+
+    /// (device address, pitch) of each plane.
+    pub(crate) fn planes(&self) -> [(u64, usize); 3] {
+        let mut p = [(0u64, 0usize); 3];
+        for (i, plane) in p.iter_mut().enumerate() {
+            *plane = (
+                self.frame.data[i] as u64,
+                self.frame.info.stride[i].max(0) as usize,
+            );
+        }
+        p
+    }
+}
+
+impl Drop for CudaFrame {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `map`, unmapped exactly once here.
+        unsafe { gst_video::ffi::gst_video_frame_unmap(&mut self.frame) };
+    }
 }

@@ -26,8 +26,9 @@ pub enum Memory {
 pub struct DeviceIo {
     binding: IoBinding,
     /// Two host inputs: one is copied to the device while the other is being filled
-    /// ([`DeviceIo::run_overlapped`]).
-    host_in: [Tensor<f32>; 2],
+    /// ([`DeviceIo::run_overlapped`]). None when the input is made on the device
+    /// ([`DeviceIo::new_device_input`]).
+    host_in: Option<[Tensor<f32>; 2]>,
     /// Which `host_in` [`DeviceIo::run`] reads.
     active: usize,
     dev_in: Tensor<f32>,
@@ -66,6 +67,47 @@ impl DeviceIo {
         in_shape: &[i64],
         out_shape: &[i64],
     ) -> Result<DeviceIo, String> {
+        Self::with_host_input(
+            session,
+            memory,
+            input_name,
+            output_name,
+            in_shape,
+            out_shape,
+            true,
+        )
+    }
+
+    /// For inputs written on the device (GPU pre-processing): no host input tensors, so a large
+    /// batch costs no pinned host memory.
+    pub fn new_device_input(
+        session: &Session,
+        memory: Memory,
+        input_name: &str,
+        output_name: &str,
+        in_shape: &[i64],
+        out_shape: &[i64],
+    ) -> Result<DeviceIo, String> {
+        Self::with_host_input(
+            session,
+            memory,
+            input_name,
+            output_name,
+            in_shape,
+            out_shape,
+            false,
+        )
+    }
+
+    fn with_host_input(
+        session: &Session,
+        memory: Memory,
+        input_name: &str,
+        output_name: &str,
+        in_shape: &[i64],
+        out_shape: &[i64],
+        host_input: bool,
+    ) -> Result<DeviceIo, String> {
         let in_len = numel(in_shape)?;
         let out_len = numel(out_shape)?;
         let (dev, host_in_alloc, pinned) = match memory {
@@ -98,10 +140,14 @@ impl DeviceIo {
         // CUDA into a CUDA-pinned tensor ("dst_data != src_data", GPUDataTransfer), seen on an
         // H100.
         let host_out_alloc = Allocator::default();
-        let host_in = [
-            Tensor::<f32>::new(&host_in_alloc, in_shape.to_vec()).map_err(err("host input"))?,
-            Tensor::<f32>::new(&host_in_alloc, in_shape.to_vec()).map_err(err("host input"))?,
-        ];
+        let host_in = if host_input {
+            Some([
+                Tensor::<f32>::new(&host_in_alloc, in_shape.to_vec()).map_err(err("host input"))?,
+                Tensor::<f32>::new(&host_in_alloc, in_shape.to_vec()).map_err(err("host input"))?,
+            ])
+        } else {
+            None
+        };
         let dev_in = Tensor::<f32>::new(&dev, in_shape.to_vec()).map_err(err("device input"))?;
         let mut dev_out =
             Tensor::<f32>::new(&dev, out_shape.to_vec()).map_err(err("device output"))?;
@@ -129,13 +175,39 @@ impl DeviceIo {
             out_shape: out_shape.to_vec(),
             pinned,
         };
-        io.input_mut().fill(0.0);
+        if let Some(h) = &mut io.host_in {
+            host_slice(&mut h[0], in_len).fill(0.0);
+        }
         Ok(io)
     }
 
-    /// The active host-side input tensor, to be filled before [`DeviceIo::run`].
+    /// The active host-side input tensor, to be filled before [`DeviceIo::run`]; empty for a
+    /// device-input binding.
     pub fn input_mut(&mut self) -> &mut [f32] {
-        host_slice(&mut self.host_in[self.active], self.in_len)
+        match &mut self.host_in {
+            Some(h) => host_slice(&mut h[self.active], self.in_len),
+            None => &mut [],
+        }
+    }
+
+    /// The device input's address, for a kernel to write the model input into.
+    pub fn device_input_ptr(&mut self) -> u64 {
+        self.dev_in.data_ptr_mut() as u64
+    }
+
+    /// Runs the model on what is already in the device input (written by a kernel) and copies
+    /// the output back.
+    pub fn run_device(&mut self, session: &mut Session) -> Result<(&[i64], &[f32]), String> {
+        let out = self.last_out.unwrap_or(0);
+        drop(session.run_binding(&self.binding).map_err(err("run"))?);
+        self.dev_out
+            .copy_into(&mut self.host_out[out])
+            .map_err(err("copying the output to the host"))?;
+        self.last_out = Some(out);
+        Ok((
+            &self.out_shape,
+            host_slice_ref(&self.host_out[out], self.out_len),
+        ))
     }
 
     /// Copies the active host input to the device, runs the model and copies its output back;
@@ -144,13 +216,16 @@ impl DeviceIo {
         let out = self.last_out.unwrap_or(0);
         let DeviceIo {
             binding,
-            host_in,
+            host_in: Some(host_in),
             active,
             dev_in,
             dev_out,
             host_out,
             ..
-        } = self;
+        } = self
+        else {
+            return Err("this binding takes its input on the device".into());
+        };
         run_bound(
             session,
             binding,
@@ -189,7 +264,7 @@ impl DeviceIo {
         let new_out = prev_out.map_or(0, |o| 1 - o);
         let DeviceIo {
             binding,
-            host_in,
+            host_in: Some(host_in),
             dev_in,
             dev_out,
             host_out,
@@ -197,7 +272,13 @@ impl DeviceIo {
             out_len,
             out_shape,
             ..
-        } = self;
+        } = self
+        else {
+            return (
+                Err("this binding takes its input on the device".into()),
+                side(&mut [], None),
+            );
+        };
         let (in0, in1) = host_in.split_at_mut(1);
         let (cur_in, next_in) = if cur == 0 {
             (&in0[0], &mut in1[0])

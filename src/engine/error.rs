@@ -35,6 +35,11 @@ pub enum EngineError {
         reason: String,
     },
     Inference(String),
+    /// A running shared model instance was made with other options.
+    InstanceMismatch {
+        id: String,
+        differences: Vec<String>,
+    },
 }
 
 impl fmt::Display for EngineError {
@@ -82,6 +87,12 @@ impl fmt::Display for EngineError {
                 provider.name()
             ),
             EngineError::Inference(reason) => write!(f, "inference failed: {reason}"),
+            EngineError::InstanceMismatch { id, differences } => write!(
+                f,
+                "model-instance-id `{id}` is already running with other options ({}): give \
+                 this element the same options, or another model-instance-id",
+                differences.join("; ")
+            ),
         }
     }
 }

@@ -9,8 +9,10 @@
 
 pub mod binding;
 mod config;
+pub mod cuda;
 mod error;
 pub mod gpu;
+pub mod instance;
 mod model;
 mod providers;
 mod runtime;

@@ -69,8 +69,14 @@ struct HostIo {
 
 /// A loaded model on one execution provider.
 pub struct Engine {
-    // Dropped before the session it is bound to.
+    // Dropped before the session they are bound to.
     io: Io,
+    /// Device-input bindings for batches, by batch size (GPU pre-processing), made on first use.
+    buckets: Vec<(usize, DeviceIo)>,
+    /// `Some(device)` when the model's I/O lives in CUDA memory.
+    cuda_device: Option<i32>,
+    /// Padding for the last chunk of a static-batch model.
+    scratch: Vec<f32>,
     session: Session,
     info: ModelInfo,
     provider: Provider,
@@ -229,6 +235,9 @@ impl Engine {
             events: Vec::new(),
             upgrade: None,
             cuda_graph,
+            buckets: Vec::new(),
+            cuda_device: (bind && gpu).then_some(cfg.device_id),
+            scratch: Vec::new(),
         };
         // The output shape: from the model when static, else from a warm-up run on host
         // tensors (a CUDA graph must never see such a run, so it needs static shapes).
@@ -487,6 +496,129 @@ impl Engine {
             )));
         }
         run_host(&mut self.session, &self.info, input, batch, f)
+    }
+
+    /// Number of f32 values in one batch item of the output tensor.
+    pub fn output_item_len(&self) -> usize {
+        self.info
+            .output_shape
+            .iter()
+            .skip(1)
+            .map(|&d| d.max(0) as usize)
+            .product()
+    }
+
+    /// The batch sizes a call may have: a static-batch model's own, else powers of two up to
+    /// `max`, so that a dynamic model sees few distinct shapes (each costs cuDNN an algorithm
+    /// search and ONNX Runtime its own memory plan).
+    pub fn batch_for(&self, n: usize, max: usize) -> usize {
+        match self.info.batch {
+            Some(b) => b.max(1),
+            None => n.next_power_of_two().min(max.max(1)).max(1),
+        }
+    }
+
+    /// Runs `n` letterboxed items (NCHW, contiguous in `input`) and appends each item's output to
+    /// `out`. A static-batch model runs them in calls of its batch size, the last one padded.
+    pub fn run_items(
+        &mut self,
+        input: &[f32],
+        n: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
+        let (len, out_len) = (self.input_len(), self.output_item_len());
+        let input = input.get(..n * len).ok_or_else(|| {
+            EngineError::Inference(format!(
+                "input has {} values, need {}",
+                input.len(),
+                n * len
+            ))
+        })?;
+        let b = self.batch_for(n, n);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut r = Ok(());
+        for chunk in input.chunks(b * len) {
+            let k = chunk.len() / len;
+            let data = if k == b {
+                chunk
+            } else {
+                scratch.clear();
+                scratch.extend_from_slice(chunk);
+                scratch.resize(b * len, crate::preprocess::PAD_VALUE as f32 / 255.0);
+                &scratch[..]
+            };
+            r = self.run(data, b, |_, d| {
+                out.extend_from_slice(&d[..(k * out_len).min(d.len())]);
+            });
+            if r.is_err() {
+                break;
+            }
+        }
+        self.scratch = scratch;
+        r
+    }
+
+    /// GPU pre-processing: runs `n` items whose model input `fill(device_ptr, jobs)` writes
+    /// straight into the bound device input (`jobs` is the range of items to write, at
+    /// `device_ptr`, `device_ptr + input_len * 4`, ...), and appends each item's output to `out`.
+    pub fn run_device_items(
+        &mut self,
+        n: usize,
+        max_batch: usize,
+        mut fill: impl FnMut(u64, std::ops::Range<usize>) -> Result<(), String>,
+        out: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
+        let Some(device_id) = self.cuda_device else {
+            return Err(EngineError::Inference(
+                "GPU pre-processing needs the model's input bound to CUDA memory".into(),
+            ));
+        };
+        if self.cuda_graph {
+            return Err(EngineError::Inference(
+                "cuda-graph and GPU pre-processing do not go together yet".into(),
+            ));
+        }
+        let out_len = self.output_item_len();
+        let mut start = 0;
+        while start < n {
+            let b = self.batch_for(n - start, max_batch);
+            let k = b.min(n - start);
+            let idx = match self.buckets.iter().position(|(s, _)| *s == b) {
+                Some(i) => i,
+                None => {
+                    let (w, h) = (self.info.input_width as i64, self.info.input_height as i64);
+                    let mut oshape = self.info.output_shape.clone();
+                    if let Some(d) = oshape.first_mut() {
+                        *d = b as i64;
+                    }
+                    let io = DeviceIo::new_device_input(
+                        &self.session,
+                        Memory::Cuda { device_id },
+                        &self.info.input_name,
+                        &self.info.output_name,
+                        &[b as i64, 3, h, w],
+                        &oshape,
+                    )
+                    .map_err(|e| EngineError::Inference(format!("binding a batch of {b}: {e}")))?;
+                    self.buckets.push((b, io));
+                    self.buckets.len() - 1
+                }
+            };
+            let Engine {
+                buckets, session, ..
+            } = self;
+            let io = &mut buckets[idx].1;
+            fill(io.device_input_ptr(), start..start + k).map_err(EngineError::Inference)?;
+            let (_, data) = io.run_device(session).map_err(EngineError::Inference)?;
+            out.extend_from_slice(&data[..(k * out_len).min(data.len())]);
+            start += k;
+        }
+        Ok(())
+    }
+
+    /// The CUDA device the model's I/O is bound to, if any.
+    pub fn cuda_device(&self) -> Option<i32> {
+        self.cuda_device
     }
 
     /// Output shape from a run on host tensors (resolves dynamic dimensions).

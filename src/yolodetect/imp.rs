@@ -11,14 +11,17 @@ use gst_base::subclass::prelude::*;
 use parking_lot::Mutex;
 
 use crate::detection::Detection;
-use crate::engine::{self, Engine, EngineConfig, EngineError, Provider};
+use crate::engine::cuda::{DeviceBuffer, DeviceFrame};
+use crate::engine::instance::{FrameInput, FrameOutput, Instance, InstanceConfig};
+use crate::engine::scheduler::StreamHandle;
+use crate::engine::{self, EngineConfig, EngineError, Provider};
 use crate::frame::{FrameRef, PixelLayout, YuvColor};
 use crate::labels;
 use crate::meta::DetectionMeta;
 use crate::postprocess::{PostParams, Postprocessor};
-use crate::preprocess::Preprocessor;
+use crate::preprocess::{Letterbox, Preprocessor};
 use crate::stats::{FrameTimes, StageStats, Summary};
-use crate::video::{frame_ref, layout_of};
+use crate::video::{CudaFrame, frame_ref, layout_of};
 
 use super::providers::{self, GpuSettings};
 
@@ -74,6 +77,7 @@ impl From<ExecutionProvider> for Provider {
 const DEFAULT_CONF: f32 = 0.25;
 const DEFAULT_IOU: f32 = 0.7;
 const DEFAULT_MAX_DET: u32 = 300;
+const DEFAULT_BATCH_TIMEOUT_MS: u32 = 10;
 
 /// Property values. `Default` is the single source of defaults.
 #[derive(Debug, Clone)]
@@ -93,6 +97,12 @@ struct Settings {
     stats_interval: u32,
     /// CUDA and TensorRT options (see `providers.rs`).
     gpu: GpuSettings,
+    /// Elements with the same id share one model instance.
+    model_instance_id: Option<String>,
+    batch_size: u32,
+    batch_timeout_ms: u32,
+    inference_workers: u32,
+    gpu_preprocess: bool,
 }
 
 impl Default for Settings {
@@ -110,13 +120,28 @@ impl Default for Settings {
             device_id: 0,
             stats_interval: 0,
             gpu: GpuSettings::default(),
+            model_instance_id: None,
+            batch_size: 1,
+            batch_timeout_ms: DEFAULT_BATCH_TIMEOUT_MS,
+            inference_workers: 1,
+            gpu_preprocess: true,
         }
     }
 }
 
 /// Runtime data, built in `start`/`set_caps`, dropped in `stop`.
 struct State {
-    engine: Engine,
+    instance: Arc<Instance>,
+    /// This stream's place in the instance's batch scheduler.
+    stream: StreamHandle<FrameInput, FrameOutput>,
+    /// The letterboxed frame (CPU pre-processing), lent to the scheduler for each frame.
+    input: Vec<f32>,
+    /// The frame in device memory (GPU pre-processing).
+    upload: Option<DeviceBuffer>,
+    /// Frames arrive in CUDA memory.
+    cuda_memory: bool,
+    /// Engine events already reported.
+    event_cursor: u64,
     labels: Vec<Arc<str>>,
     pre: Preprocessor,
     post: Postprocessor,
@@ -132,6 +157,28 @@ struct State {
 struct Stats {
     stages: StageStats,
     provider: &'static str,
+    /// The model instance, without keeping it alive after `stop`.
+    instance: std::sync::Weak<Instance>,
+    /// Its batch size, workers and counters when last seen (kept after `stop`).
+    batching: Batching,
+}
+
+#[derive(Default, Clone)]
+struct Batching {
+    batch_size: u32,
+    workers: Vec<crate::engine::scheduler::WorkerStats>,
+}
+
+impl Stats {
+    fn batching(&mut self) -> &Batching {
+        if let Some(inst) = self.instance.upgrade() {
+            self.batching = Batching {
+                batch_size: inst.config().batch_size as u32,
+                workers: inst.worker_stats(),
+            };
+        }
+        &self.batching
+    }
 }
 
 #[derive(Default)]
@@ -237,7 +284,7 @@ impl ObjectImpl for YoloDetect {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("yolodetect-stats structure: frames, fps, window, execution-provider and per stage (pre, infer, post, meta, added = all but infer, total) <stage>-p50-ms and <stage>-p99-ms over the last frames; frames of pipelined=true are not counted yet")
+                    .blurb("yolodetect-stats structure: frames, fps, window, execution-provider and per stage (pre, infer = queue wait + model, post, meta, added = all but infer, total) <stage>-p50-ms and <stage>-p99-ms over the last frames (frames of pipelined=true are not counted yet); for the model instance: batch-size, inference-workers, instance-frames, instance-batches, mean-batch-fill, queue-wait-p99-ms and per worker worker<i>-batches, -mean-batch-fill, -queue-wait-p50-ms, -queue-wait-p99-ms")
                     .read_only()
                     .build(),
                 glib::ParamSpecUInt::builder("stats-interval")
@@ -246,6 +293,40 @@ impl ObjectImpl for YoloDetect {
                     .maximum(3_600_000)
                     .default_value(s.stats_interval)
                     .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("model-instance-id")
+                    .nick("Model instance id")
+                    .blurb("Elements with the same id share one model instance (one session, cross-stream batching), in one pipeline or across pipelines of the process; they must agree on model, provider, device and the other model options. Empty: a private instance. Changeable in NULL or READY")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("batch-size")
+                    .nick("Batch size")
+                    .blurb("Most frames per model call, gathered from all streams of the model instance (a static-batch model runs its own batch size, padded). Changeable in NULL or READY")
+                    .minimum(1)
+                    .maximum(256)
+                    .default_value(s.batch_size)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("batch-timeout")
+                    .nick("Batch timeout")
+                    .blurb("Milliseconds a batch waits to fill before it runs with what it has (it never waits when every active stream has a frame queued). Changeable in NULL or READY")
+                    .maximum(10_000)
+                    .default_value(s.batch_timeout_ms)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("inference-workers")
+                    .nick("Inference workers")
+                    .blurb("Inference workers (ONNX Runtime sessions, each on its own thread) serving the model instance, like DL Streamer's nireq. Changeable in NULL or READY")
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(s.inference_workers)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("gpu-preprocess")
+                    .nick("GPU pre-processing")
+                    .blurb("With the CUDA and TensorRT providers, convert and letterbox frames on the GPU (a kernel compiled with NVRTC); frames in CUDA memory need it. Changeable in NULL or READY")
+                    .default_value(s.gpu_preprocess)
+                    .mutable_ready()
                     .build(),
                         ];
             v.extend(providers::properties());
@@ -295,6 +376,18 @@ impl ObjectImpl for YoloDetect {
             }
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
             "stats-interval" => s.stats_interval = value.get().expect("type checked upstream"),
+            "model-instance-id" => {
+                s.model_instance_id = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+            }
+            "batch-size" => s.batch_size = value.get().expect("type checked upstream"),
+            "batch-timeout" => s.batch_timeout_ms = value.get().expect("type checked upstream"),
+            "inference-workers" => {
+                s.inference_workers = value.get().expect("type checked upstream")
+            }
+            "gpu-preprocess" => s.gpu_preprocess = value.get().expect("type checked upstream"),
             name => {
                 if !providers::set(&mut s.gpu, name, value) {
                     unimplemented!()
@@ -327,6 +420,11 @@ impl ObjectImpl for YoloDetect {
             "execution-provider" => s.execution_provider.to_value(),
             "device-id" => s.device_id.to_value(),
             "stats-interval" => s.stats_interval.to_value(),
+            "model-instance-id" => s.model_instance_id.to_value(),
+            "batch-size" => s.batch_size.to_value(),
+            "batch-timeout" => s.batch_timeout_ms.to_value(),
+            "inference-workers" => s.inference_workers.to_value(),
+            "gpu-preprocess" => s.gpu_preprocess.to_value(),
             "stats" => {
                 drop(s);
                 self.stats_structure().to_value()
@@ -336,7 +434,7 @@ impl ObjectImpl for YoloDetect {
                 self.state
                     .lock()
                     .as_ref()
-                    .map(|st| st.engine.provider().name())
+                    .map(|st| st.instance.provider().name())
                     .unwrap_or("")
                     .to_value()
             }
@@ -362,7 +460,7 @@ impl ElementImpl for YoloDetect {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(crate::video::filter_pad_templates);
+            LazyLock::new(crate::video::detect_pad_templates);
         TEMPLATES.as_ref()
     }
 }
@@ -380,8 +478,30 @@ impl YoloDetect {
         cfg.device_id = s.device_id;
         cfg.num_threads = s.num_threads as usize;
         s.gpu.apply(&mut cfg);
-        let engine = Engine::new(&cfg).map_err(|e| engine_error_msg(&e))?;
-        let info = engine.info().clone();
+        let shared = s.model_instance_id.is_some() || s.batch_size > 1 || s.inference_workers > 1;
+        if s.gpu.pipelined && shared {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("pipelined=true drives a private model instance itself: it cannot be combined with model-instance-id, batch-size > 1 or inference-workers > 1 (batching already keeps the model busy)")
+            ));
+        }
+        let icfg = InstanceConfig {
+            engine: cfg.clone(),
+            batch_size: s.batch_size as usize,
+            batch_timeout: std::time::Duration::from_millis(s.batch_timeout_ms.into()),
+            workers: s.inference_workers as usize,
+            gpu_preprocess: s.gpu_preprocess && !s.gpu.pipelined,
+        };
+        let instance = Instance::acquire(s.model_instance_id.as_deref(), &icfg)
+            .map_err(|e| engine_error_msg(&e))?;
+        if let Some(e) = instance.gpu_error() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "GPU pre-processing is off, frames are letterboxed on the CPU: {e}"
+            );
+        }
+        let info = instance.info().clone();
         gst::info!(
             CAT,
             imp = self,
@@ -391,12 +511,18 @@ impl YoloDetect {
             info.input_height,
             info.head.describe(),
             info.names.as_ref().map_or(0, Vec::len),
-            engine.provider().name(),
-            engine.runtime_path().display()
+            instance.provider().name(),
+            instance.runtime_path().display()
         );
         let labels = self.load_labels(s, &info)?;
+        let input = vec![0.0; 3 * info.input_width as usize * info.input_height as usize];
         Ok(State {
-            engine,
+            stream: instance.stream(),
+            instance,
+            input,
+            upload: None,
+            cuda_memory: false,
+            event_cursor: 0,
             labels,
             pre: Preprocessor::new(),
             post: Postprocessor::new(),
@@ -495,7 +621,7 @@ impl YoloDetect {
         if !st.stages.report_due(t[4], interval) {
             return;
         }
-        let s = stats_to_structure(&st.stages.summary(), st.provider);
+        let s = stats_to_structure(&st.stages.summary(), st.provider, &st.batching().clone());
         drop(st);
         self.post(s);
     }
@@ -508,11 +634,12 @@ impl YoloDetect {
 
     /// A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
     pub(super) fn poll_engine(&self) {
+        let pipelined = self.settings.lock().gpu.pipelined;
         let events = self
             .state
             .lock()
             .as_mut()
-            .map(|st| st.engine.poll())
+            .map(|st| st.instance.events_since(&mut st.event_cursor, pipelined))
             .unwrap_or_default();
         self.post_engine_events(events);
     }
@@ -582,16 +709,100 @@ impl YoloDetect {
         }
     }
 
+    /// The frame as the model instance takes it: letterboxed on the CPU into the stream's own
+    /// tensor, or (GPU pre-processing) copied once into device memory, from system memory or
+    /// device to device from CUDA memory.
+    fn prepare(
+        &self,
+        st: &mut State,
+        buf: &gst::BufferRef,
+        info: &gst_video::VideoInfo,
+        layout: PixelLayout,
+        color: YuvColor,
+    ) -> Result<(FrameInput, Letterbox), gst::FlowError> {
+        let (w, h) = (
+            st.instance.info().input_width,
+            st.instance.info().input_height,
+        );
+        let fail = |e: String| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ["pre-processing failed: {e}"]
+            );
+            gst::FlowError::Error
+        };
+        if let Some(gpu) = st.instance.gpu().cloned() {
+            let lb = Letterbox::new(info.width(), info.height(), w, h);
+            let frame = if st.cuda_memory {
+                let cf = CudaFrame::map(buf, info)
+                    .ok_or_else(|| fail("cannot map the frame's CUDA memory".into()))?;
+                let df = DeviceFrame {
+                    layout,
+                    color,
+                    width: info.width(),
+                    height: info.height(),
+                    planes: cf.planes(),
+                };
+                gpu.copy_device(&df, &mut st.upload)
+            } else {
+                let frame = self.map_readable(buf, info)?;
+                let fr = self.frame_view(&frame, layout, color)?;
+                gpu.upload(&fr, &mut st.upload)
+            };
+            return Ok((FrameInput::Device(frame.map_err(fail)?), lb));
+        }
+        let frame = self.map_readable(buf, info)?;
+        let fr = self.frame_view(&frame, layout, color)?;
+        let need = 3 * w as usize * h as usize;
+        if st.input.len() != need {
+            st.input = vec![0.0; need];
+        }
+        let lb = st
+            .pre
+            .run(&fr, w, h, &mut st.input)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok((FrameInput::Tensor(std::mem::take(&mut st.input)), lb))
+    }
+
     fn stats_structure(&self) -> gst::Structure {
-        let st = self.stats.lock();
-        stats_to_structure(&st.stages.summary(), st.provider)
+        let mut st = self.stats.lock();
+        let b = st.batching().clone();
+        stats_to_structure(&st.stages.summary(), st.provider, &b)
     }
 }
 
-fn stats_to_structure(s: &Summary, provider: &str) -> gst::Structure {
+fn stats_to_structure(s: &Summary, provider: &str, batching: &Batching) -> gst::Structure {
+    let w = &batching.workers;
+    let frames: u64 = w.iter().map(|w| w.frames).sum();
+    let batches: u64 = w.iter().map(|w| w.batches).sum();
     let mut b = gst::Structure::builder("yolodetect-stats")
         .field("frames", s.frames)
         .field("fps", s.fps)
+        .field("batch-size", batching.batch_size)
+        .field("inference-workers", w.len() as u32)
+        .field("instance-frames", frames)
+        .field("instance-batches", batches)
+        .field(
+            "mean-batch-fill",
+            if batches == 0 {
+                0.0
+            } else {
+                frames as f64 / batches as f64
+            },
+        )
+        .field(
+            "queue-wait-p99-ms",
+            w.iter().map(|w| w.wait_p99_ms).fold(0.0, f64::max),
+        );
+    for (i, w) in w.iter().enumerate() {
+        b = b
+            .field(format!("worker{i}-batches"), w.batches)
+            .field(format!("worker{i}-mean-batch-fill"), w.mean_fill)
+            .field(format!("worker{i}-queue-wait-p50-ms"), w.wait_p50_ms)
+            .field(format!("worker{i}-queue-wait-p99-ms"), w.wait_p99_ms);
+    }
+    b = b
         .field("window", s.window as u32)
         .field("execution-provider", provider);
     for p in &s.stages {
@@ -615,6 +826,9 @@ fn engine_error_msg(e: &EngineError) -> gst::ErrorMessage {
             gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e))
         }
         EngineError::Inference(_) => gst::error_msg!(gst::StreamError::Failed, ("{}", e)),
+        EngineError::InstanceMismatch { .. } => {
+            gst::error_msg!(gst::ResourceError::Settings, ("{}", e))
+        }
     }
 }
 
@@ -628,7 +842,7 @@ impl BaseTransformImpl for YoloDetect {
         install_ort_logger();
         let settings = self.settings.lock().clone();
         let mut state = self.build_state(&settings)?;
-        let provider = state.engine.provider();
+        let provider = state.instance.provider();
         // `auto` says which providers it passed over and why; TensorRT events follow.
         let mut started = gst::Structure::builder("yolodetect-started")
             .field("execution-provider", provider.name())
@@ -636,15 +850,20 @@ impl BaseTransformImpl for YoloDetect {
                 "requested-provider",
                 Provider::from(settings.execution_provider).name(),
             );
-        for (p, reason) in state.engine.fallbacks() {
+        for (p, reason) in state.instance.fallbacks() {
             gst::info!(CAT, imp = self, "{} not used: {reason}", p.name());
             started = started.field(format!("{}-unavailable", p.name()), reason.as_str());
         }
-        let events = state.engine.poll();
+        let events = state
+            .instance
+            .events_since(&mut state.event_cursor, settings.gpu.pipelined);
+        let instance = Arc::downgrade(&state.instance);
         *self.state.lock() = Some(state);
         *self.stats.lock() = Stats {
             stages: StageStats::default(),
             provider: provider.name(),
+            instance,
+            batching: Batching::default(),
         };
         self.post(started.build());
         self.post_engine_events(events);
@@ -680,10 +899,20 @@ impl BaseTransformImpl for YoloDetect {
             gst::EventView::FlushStop(_) => self.reset_pipelined(),
             _ => {}
         }
+        // A stream at EOS or flushing is not waited for when batches fill.
+        if matches!(
+            event.view(),
+            gst::EventView::Eos(_) | gst::EventView::FlushStart(_)
+        ) && let Some(st) = self.state.lock().as_mut()
+        {
+            st.stream.set_active(false);
+        }
         self.parent_sink_event(event)
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        // The last counters, for `stats` after stop.
+        self.stats.lock().batching();
         *self.state.lock() = None;
         gst::info!(CAT, imp = self, "stopped");
         Ok(())
@@ -705,9 +934,37 @@ impl BaseTransformImpl for YoloDetect {
         let st = state
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps before start"))?;
+        let cuda_memory = crate::video::is_cuda_memory(incaps);
+        if cuda_memory && st.instance.gpu().is_none() {
+            return Err(gst::loggable_error!(
+                CAT,
+                "frames in CUDA memory need GPU pre-processing (execution-provider=cuda or tensorrt, gpu-preprocess=true); caps {incaps}"
+            ));
+        }
+        st.cuda_memory = cuda_memory;
         st.info = Some(info);
         st.layout = Some(layout);
         Ok(())
+    }
+
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        let caps = self.parent_transform_caps(direction, caps, filter)?;
+        // CUDA memory only where the frames can be letterboxed on the GPU.
+        let gpu = self
+            .state
+            .lock()
+            .as_ref()
+            .is_some_and(|st| st.instance.gpu().is_some());
+        Some(if gpu {
+            caps
+        } else {
+            crate::video::without_cuda_memory(&caps)
+        })
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -718,44 +975,38 @@ impl BaseTransformImpl for YoloDetect {
         let (info, layout, color) = self.negotiated(st)?;
         let t0 = Instant::now();
 
-        // Map read-only: the video passes through untouched, so no copy-on-write is triggered.
-        let letterbox = {
-            let frame = self.map_readable(buf, &info)?;
-            let fr = self.frame_view(&frame, layout, color)?;
-            let (w, h) = (st.engine.info().input_width, st.engine.info().input_height);
-            st.pre.run(&fr, w, h, st.engine.input_mut()).map_err(|e| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    ["pre-processing failed: {e}"]
-                );
-                gst::FlowError::Error
-            })?
-        };
+        // Letterboxed here (CPU) or uploaded for the GPU; read-only, so no copy-on-write.
+        let (job, letterbox) = self.prepare(st, buf, &info, layout, color)?;
         let t1 = Instant::now();
 
+        // Batched with the other streams of the model instance; answers in this stream's order.
+        let result = st.stream.submit(job).map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
+            gst::FlowError::Error
+        })?;
+        let t2 = Instant::now();
+
         let params = fp.post_params();
+        let head = st.instance.info().head;
+        st.post.run(
+            &head,
+            result.data(),
+            &params,
+            &letterbox,
+            &st.labels,
+            &mut st.detections,
+        );
+        if let FrameInput::Tensor(t) = result.input {
+            st.input = t;
+        }
+        let t3 = Instant::now();
+
         let State {
-            engine,
-            labels,
-            post,
+            instance,
             detections,
             ..
         } = st;
-        let head = engine.info().head;
-        let t2 = engine
-            .run_input(|_shape, data| {
-                let t2 = Instant::now();
-                post.run(&head, data, &params, &letterbox, labels, detections);
-                t2
-            })
-            .map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
-                gst::FlowError::Error
-            })?;
-        let t3 = Instant::now();
-
-        let model_input = (engine.info().input_width, engine.info().input_height);
+        let model_input = (instance.info().input_width, instance.info().input_height);
         attach_roi_metas(buf, detections, letterbox.src_w, letterbox.src_h);
         DetectionMeta::add(buf, detections.clone(), model_input);
         let t4 = Instant::now();

@@ -58,7 +58,7 @@ impl YoloDetect {
             let frame = self.map_readable(inbuf.as_ref(), &info)?;
             let fr = self.frame_view(&frame, layout, color)?;
             let State {
-                engine,
+                instance,
                 pre,
                 post,
                 labels,
@@ -66,6 +66,10 @@ impl YoloDetect {
                 pipe,
                 ..
             } = &mut *st;
+            // A private instance: this element drives its session directly.
+            let engine = instance.engine().clone();
+            let mut engine = engine.lock();
+            let engine = &mut *engine;
             let (w, h) = (engine.info().input_width, engine.info().input_height);
             let head = engine.info().head;
             let model_input = (w, h);
@@ -137,13 +141,16 @@ impl YoloDetect {
             let mut guard = self.state.lock();
             let Some(st) = guard.as_mut() else { return };
             let State {
-                engine,
+                instance,
                 post,
                 labels,
                 detections,
                 pipe,
                 ..
             } = &mut *st;
+            let engine = instance.engine().clone();
+            let mut engine = engine.lock();
+            let engine = &mut *engine;
             let head = engine.info().head;
             let model_input = (engine.info().input_width, engine.info().input_height);
             if let Some((buf, lb)) = pipe.inferred.take() {

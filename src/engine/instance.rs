@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A model instance: one model on one execution provider, served by one or more inference
+//! workers (one ONNX Runtime session each) through the batch [`Scheduler`]. Elements with the
+//! same `model-instance-id` share one instance, in one pipeline or across pipelines; it lives
+//! until the last of them lets go of it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::cuda::{DeviceFrame, GpuLetterbox};
+use super::scheduler::{Backend, Scheduler, SchedulerConfig, StreamHandle, WorkerStats};
+use super::{Engine, EngineConfig, EngineError, EngineEvent, ModelInfo, Provider};
+
+/// Everything that makes an instance what it is: elements sharing one must agree on all of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceConfig {
+    pub engine: EngineConfig,
+    /// Most frames per model call.
+    pub batch_size: usize,
+    /// How long a worker waits for a batch to fill.
+    pub batch_timeout: Duration,
+    /// Inference workers (sessions) serving the instance.
+    pub workers: usize,
+    /// Letterbox on the GPU (CUDA and TensorRT providers).
+    pub gpu_preprocess: bool,
+}
+
+impl InstanceConfig {
+    pub fn new(engine: EngineConfig) -> Self {
+        InstanceConfig {
+            engine,
+            batch_size: 1,
+            batch_timeout: Duration::from_millis(10),
+            workers: 1,
+            gpu_preprocess: true,
+        }
+    }
+
+    /// What differs between `self` (the running instance) and `other`, one "name: a vs b" each.
+    pub fn differences(&self, other: &InstanceConfig) -> Vec<String> {
+        let mut d = Vec::new();
+        let mut cmp = |name: &str, a: String, b: String| {
+            if a != b {
+                d.push(format!(
+                    "{name}: the instance has {a}, this element asks for {b}"
+                ));
+            }
+        };
+        let (a, b) = (&self.engine, &other.engine);
+        cmp(
+            "model",
+            canonical(&a.model).display().to_string(),
+            canonical(&b.model).display().to_string(),
+        );
+        cmp(
+            "execution-provider",
+            a.provider.name().into(),
+            b.provider.name().into(),
+        );
+        cmp(
+            "device-id",
+            a.device_id.to_string(),
+            b.device_id.to_string(),
+        );
+        cmp(
+            "num-threads",
+            a.num_threads.to_string(),
+            b.num_threads.to_string(),
+        );
+        cmp(
+            "cpu-arena",
+            a.cpu_arena.to_string(),
+            b.cpu_arena.to_string(),
+        );
+        cmp(
+            "CUDA options",
+            format!("{:?}", a.cuda),
+            format!("{:?}", b.cuda),
+        );
+        cmp(
+            "TensorRT options",
+            format!("{:?}", a.tensorrt),
+            format!("{:?}", b.tensorrt),
+        );
+        cmp(
+            "I/O binding",
+            format!("{:?}", a.io_binding),
+            format!("{:?}", b.io_binding),
+        );
+        cmp(
+            "batch-size",
+            self.batch_size.to_string(),
+            other.batch_size.to_string(),
+        );
+        cmp(
+            "batch-timeout",
+            format!("{} ms", self.batch_timeout.as_millis()),
+            format!("{} ms", other.batch_timeout.as_millis()),
+        );
+        cmp(
+            "inference-workers",
+            self.workers.to_string(),
+            other.workers.to_string(),
+        );
+        cmp(
+            "gpu-preprocess",
+            self.gpu_preprocess.to_string(),
+            other.gpu_preprocess.to_string(),
+        );
+        d
+    }
+}
+
+fn canonical(p: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// What a stream submits: its frame, letterboxed or raw.
+pub enum FrameInput {
+    /// Letterboxed on the stream's thread into one NCHW item (handed back with the result, so
+    /// the stream reuses it).
+    Tensor(Vec<f32>),
+    /// A raw frame in CUDA memory, letterboxed on the GPU by the worker. Its memory must stay
+    /// valid until the result is back (the stream waits for it, holding the frame mapped).
+    Device(DeviceFrame),
+}
+
+/// One frame's model output (a slice of its batch's output, shared without copying).
+pub struct FrameOutput {
+    /// The input, given back.
+    pub input: FrameInput,
+    batch: Arc<Vec<f32>>,
+    offset: usize,
+    len: usize,
+}
+
+impl FrameOutput {
+    /// The model's output for this frame (one batch item).
+    pub fn data(&self) -> &[f32] {
+        &self.batch[self.offset..self.offset + self.len]
+    }
+}
+
+/// Engine events (TensorRT build, switch-over) for every element of the instance to report.
+#[derive(Default)]
+struct EventLog {
+    events: Vec<(u64, EngineEvent)>,
+    next: u64,
+}
+
+/// Events kept for elements that poll late.
+const EVENT_LOG_LEN: usize = 64;
+
+impl EventLog {
+    fn push(&mut self, evs: Vec<EngineEvent>) {
+        for e in evs {
+            if self.events.len() == EVENT_LOG_LEN {
+                self.events.remove(0);
+            }
+            self.events.push((self.next, e));
+            self.next += 1;
+        }
+    }
+}
+
+struct Worker {
+    engine: Arc<Mutex<Engine>>,
+    gpu: Option<Arc<GpuLetterbox>>,
+    max_batch: usize,
+    batch: Vec<f32>,
+    /// Output buffers; one whose only owner is the pool is reused.
+    pool: Vec<Arc<Vec<f32>>>,
+    log: Arc<Mutex<EventLog>>,
+    provider: Arc<Mutex<Provider>>,
+}
+
+impl Worker {
+    fn take_buffer(&mut self) -> (usize, Vec<f32>) {
+        let i = match self.pool.iter().position(|b| Arc::strong_count(b) == 1) {
+            Some(i) => i,
+            None => {
+                self.pool.push(Arc::new(Vec::new()));
+                self.pool.len() - 1
+            }
+        };
+        let v = Arc::get_mut(&mut self.pool[i]).map(std::mem::take);
+        (i, v.unwrap_or_default())
+    }
+}
+
+impl Backend for Worker {
+    type Job = FrameInput;
+    type Output = FrameOutput;
+
+    fn run(&mut self, jobs: Vec<FrameInput>) -> Vec<Result<FrameOutput, String>> {
+        let n = jobs.len();
+        let (slot, mut out) = self.take_buffer();
+        out.clear();
+        let engine = self.engine.clone();
+        let mut engine = engine.lock();
+        // A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
+        let events = engine.poll();
+        if let Some(EngineEvent::Switched { to, .. }) = events
+            .iter()
+            .rev()
+            .find(|e| matches!(e, EngineEvent::Switched { .. }))
+        {
+            *self.provider.lock() = *to;
+        }
+        self.log.lock().push(events);
+        let out_len = engine.output_item_len();
+        let r = match jobs.first() {
+            Some(FrameInput::Tensor(t)) if n == 1 => engine.run_items(t, 1, &mut out),
+            Some(FrameInput::Tensor(_)) => {
+                let len = engine.input_len();
+                self.batch.clear();
+                for j in &jobs {
+                    match j {
+                        FrameInput::Tensor(t) if t.len() >= len => {
+                            self.batch.extend_from_slice(&t[..len])
+                        }
+                        _ => {
+                            return errors(n, "a batch mixed letterboxed and raw frames");
+                        }
+                    }
+                }
+                engine.run_items(&self.batch, n, &mut out)
+            }
+            Some(FrameInput::Device(_)) => match &self.gpu {
+                Some(gpu) => {
+                    let len = engine.input_len();
+                    let (w, h) = (engine.info().input_width, engine.info().input_height);
+                    engine.run_device_items(
+                        n,
+                        self.max_batch,
+                        |ptr, range| {
+                            for (k, j) in jobs[range].iter().enumerate() {
+                                let FrameInput::Device(f) = j else {
+                                    return Err("a batch mixed letterboxed and raw frames".into());
+                                };
+                                let dst = ptr + (k * len * std::mem::size_of::<f32>()) as u64;
+                                gpu.letterbox(f, dst, w, h)?;
+                            }
+                            gpu.sync()
+                        },
+                        &mut out,
+                    )
+                }
+                None => return errors(n, "GPU pre-processing is not available on this instance"),
+            },
+            None => Ok(()),
+        };
+        drop(engine);
+        if let Err(e) = r {
+            return errors(n, &e.to_string());
+        }
+        if out.len() < n * out_len {
+            return errors(n, "the model returned fewer outputs than frames");
+        }
+        let buf = Arc::new(out);
+        self.pool[slot] = buf.clone();
+        jobs.into_iter()
+            .enumerate()
+            .map(|(i, input)| {
+                Ok(FrameOutput {
+                    input,
+                    batch: buf.clone(),
+                    offset: i * out_len,
+                    len: out_len,
+                })
+            })
+            .collect()
+    }
+}
+
+fn errors(n: usize, e: &str) -> Vec<Result<FrameOutput, String>> {
+    (0..n).map(|_| Err(e.to_string())).collect()
+}
+
+/// A model instance.
+pub struct Instance {
+    id: Option<String>,
+    cfg: InstanceConfig,
+    info: ModelInfo,
+    fallbacks: Vec<(Provider, String)>,
+    runtime_path: PathBuf,
+    engines: Vec<Arc<Mutex<Engine>>>,
+    gpu: Option<Arc<GpuLetterbox>>,
+    gpu_error: Option<String>,
+    log: Arc<Mutex<EventLog>>,
+    provider: Arc<Mutex<Provider>>,
+    // Dropped first: joins the workers before the engines go.
+    scheduler: Scheduler<Worker>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("id", &self.id)
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+static INSTANCES: Mutex<Option<HashMap<String, Weak<Instance>>>> = Mutex::new(None);
+
+impl Instance {
+    /// The instance `id` names (made with `cfg` if none is running), or a private one for `None`.
+    /// A running instance made with other options is an error naming each difference.
+    pub fn acquire(id: Option<&str>, cfg: &InstanceConfig) -> Result<Arc<Instance>, EngineError> {
+        let Some(id) = id else {
+            return Ok(Arc::new(Instance::new(None, cfg)?));
+        };
+        // Held while a new instance loads, so that elements starting together make one.
+        let mut reg = INSTANCES.lock();
+        let map = reg.get_or_insert_with(HashMap::new);
+        map.retain(|_, w| w.strong_count() > 0);
+        if let Some(inst) = map.get(id).and_then(Weak::upgrade) {
+            let diff = inst.cfg.differences(cfg);
+            if !diff.is_empty() {
+                return Err(EngineError::InstanceMismatch {
+                    id: id.to_string(),
+                    differences: diff,
+                });
+            }
+            return Ok(inst);
+        }
+        let inst = Arc::new(Instance::new(Some(id.to_string()), cfg)?);
+        map.insert(id.to_string(), Arc::downgrade(&inst));
+        Ok(inst)
+    }
+
+    fn new(id: Option<String>, cfg: &InstanceConfig) -> Result<Instance, EngineError> {
+        let workers = cfg.workers.max(1);
+        let mut engines = Vec::with_capacity(workers);
+        let mut log = EventLog::default();
+        for _ in 0..workers {
+            let mut e = Engine::new(&cfg.engine)?;
+            log.push(e.poll());
+            engines.push(e);
+        }
+        let first = &engines[0];
+        let info = first.info().clone();
+        let fallbacks = first.fallbacks().to_vec();
+        let runtime_path = first.runtime_path().to_path_buf();
+        let provider = first.provider();
+        let (gpu, gpu_error) = match first.cuda_device() {
+            Some(dev) if cfg.gpu_preprocess => match GpuLetterbox::new(dev) {
+                Ok(g) => (Some(Arc::new(g)), None),
+                Err(e) => (None, Some(e)),
+            },
+            _ => (None, None),
+        };
+        let max_batch = match info.batch {
+            Some(b) => b.max(cfg.batch_size).max(1),
+            None => cfg.batch_size.max(1),
+        };
+        let log = Arc::new(Mutex::new(log));
+        let provider = Arc::new(Mutex::new(provider));
+        let engines: Vec<_> = engines
+            .into_iter()
+            .map(|e| Arc::new(Mutex::new(e)))
+            .collect();
+        let backends = engines
+            .iter()
+            .map(|e| Worker {
+                engine: e.clone(),
+                gpu: gpu.clone(),
+                max_batch,
+                batch: Vec::new(),
+                pool: Vec::new(),
+                log: log.clone(),
+                provider: provider.clone(),
+            })
+            .collect();
+        let scheduler = Scheduler::new(
+            backends,
+            SchedulerConfig {
+                max_batch,
+                timeout: cfg.batch_timeout,
+            },
+        )
+        .map_err(EngineError::Inference)?;
+        Ok(Instance {
+            id,
+            cfg: cfg.clone(),
+            info,
+            fallbacks,
+            runtime_path,
+            engines,
+            gpu,
+            gpu_error,
+            log,
+            provider,
+            scheduler,
+        })
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    pub fn config(&self) -> &InstanceConfig {
+        &self.cfg
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The provider running the model now (resolved from `auto`, updated on a switch-over).
+    pub fn provider(&self) -> Provider {
+        *self.provider.lock()
+    }
+
+    pub fn fallbacks(&self) -> &[(Provider, String)] {
+        &self.fallbacks
+    }
+
+    pub fn runtime_path(&self) -> &std::path::Path {
+        &self.runtime_path
+    }
+
+    /// The GPU letterbox, when frames are pre-processed on the GPU.
+    pub fn gpu(&self) -> Option<&Arc<GpuLetterbox>> {
+        self.gpu.as_ref()
+    }
+
+    /// Why GPU pre-processing was wanted but is off (frames are letterboxed on the CPU).
+    pub fn gpu_error(&self) -> Option<&str> {
+        self.gpu_error.as_deref()
+    }
+
+    /// A stream's connection to the batch scheduler.
+    pub fn stream(&self) -> StreamHandle<FrameInput, FrameOutput> {
+        self.scheduler.stream()
+    }
+
+    pub fn worker_stats(&self) -> Vec<WorkerStats> {
+        self.scheduler.stats()
+    }
+
+    /// The first worker's engine, for a private instance's `pipelined` mode, which drives the
+    /// session itself (its worker then has nothing to do).
+    pub fn engine(&self) -> &Arc<Mutex<Engine>> {
+        &self.engines[0]
+    }
+
+    /// Engine events after `cursor` (which moves on). `pipelined` mode polls the engine itself.
+    pub fn events_since(&self, cursor: &mut u64, poll_engine: bool) -> Vec<EngineEvent> {
+        if poll_engine {
+            let evs = self.engines[0].lock().poll();
+            if let Some(EngineEvent::Switched { to, .. }) = evs
+                .iter()
+                .rev()
+                .find(|e| matches!(e, EngineEvent::Switched { .. }))
+            {
+                *self.provider.lock() = *to;
+            }
+            self.log.lock().push(evs);
+        }
+        let log = self.log.lock();
+        let out = log
+            .events
+            .iter()
+            .filter(|(seq, _)| *seq >= *cursor)
+            .map(|(_, e)| e.clone())
+            .collect();
+        *cursor = log.next;
+        out
+    }
+}
