@@ -295,6 +295,7 @@ fn multistream(o: &Opts) -> Result<(), String> {
     run_to_eos(&pipeline)?;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
+    let rss = rss_mib();
     pipeline.set_state(gst::State::Null).ok();
     let gpu_mib = sampler.join().unwrap_or_default();
     let mut x = exits.lock().unwrap().clone();
@@ -309,7 +310,7 @@ fn multistream(o: &Opts) -> Result<(), String> {
     lat.sort_by(f64::total_cmp);
     println!(
         "MULTI streams={n} frames={total} fps={fps:.1} latency-p50={:.2}ms latency-p99={:.2}ms \
-         gpu-mem={gpu_mib}MiB cpu-cores={:.2} wall={wall:.1}s",
+         gpu-mem={gpu_mib}MiB cpu-cores={:.2} rss={rss}MiB wall={wall:.1}s",
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         cpu / wall

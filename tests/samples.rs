@@ -241,6 +241,22 @@ fn file_to_screen_frames_carry_detections() {
 }
 
 #[test]
+fn many_streams_share_one_instance_and_every_frame_carries_detections() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run_ok(sample(
+        "many-streams.sh",
+        &[clip()],
+        &[
+            ("SINK", "fakesink silent=false"),
+            ("GST_LAUNCH_FLAGS", "-v"),
+        ],
+    ));
+    let frames = fakesink_frames(&out.stdout);
+    assert_eq!(frames.len(), 4 * CLIP_FRAMES);
+    assert_detections("many-streams", &frames, 4 * CLIP_FRAMES);
+}
+
+#[test]
 fn v4l2_webcam_pipeline_runs_with_a_test_source() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // No camera here: videotestsrc stands in for v4l2src; the rest of the pipeline is the

@@ -56,6 +56,8 @@ plugins=(
   videoparsersbad     # gstreamer1.0-plugins-bad: h264parse
   openh264            # gstreamer1.0-plugins-bad: openh264dec (1.1 MB libopenh264; avdec_h264 drags ~230 MB)
   debugutilsbad       # gstreamer1.0-plugins-bad: fpsdisplaysink checksumsink
+  nvcodec             # gstreamer1.0-plugins-bad: nvh264dec nvh265dec cudadownload (dlopens the host's
+                      # libcuda, libnvcuvid and libnvrtc, which are never carried)
 )
 # Packages holding those, the tools, and every library they need (checked below).
 pkgs=(

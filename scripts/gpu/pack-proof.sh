@@ -16,7 +16,7 @@ tests=$(cargo test --release --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("engine", "yolodetect"):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("engine", "yolodetect", "multistream"):
         print(m["target"]["name"], m["executable"])')
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin"
@@ -27,11 +27,11 @@ mkdir -p "$g"
 tar -C "$work" -cf - bin | xz -6 -T2 > "$g/gst-yolo-bins.tar.xz"
 rm -rf "$g/shared"
 mkdir -p "$g/shared/models" "$g/shared/media/png" "$g/shared/media/images" "$g/shared/media/video" "$g/shared/reference"
-cp "$shared/models/yolov8n.onnx" "$g/shared/models/"
+cp "$shared/models/yolov8n.onnx" "$shared/models/yolov8n-dynamic.onnx" "$g/shared/models/"
 cp "$shared"/media/png/*.png "$g/shared/media/png/"
 cp "$shared"/media/images/*.jpg "$g/shared/media/images/"
 cp -r "$shared/media/coco8" "$g/shared/media/"
 cp "$shared/media/video/bikes.mp4" "$g/shared/media/video/"
 cp "$shared"/reference/*.json "$g/shared/reference/"
-cp "$repo/scripts/gpu/h100-proof.sh" "$g/h100-proof.sh"
+cp "$repo/scripts/gpu/h100-proof.sh" "$repo/scripts/gpu/multistream-bench.sh" "$g/"
 du -sh "$g" "$g"/* | sort -h
