@@ -9,6 +9,7 @@
 
 use gst::glib;
 
+pub mod bytetrack;
 pub mod detection;
 pub mod draw;
 pub mod engine;
@@ -22,10 +23,12 @@ pub mod stats;
 mod video;
 pub mod yolodetect;
 pub mod yolooverlay;
+pub mod yolotrack;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     yolodetect::register(plugin)?;
     yolooverlay::register(plugin)?;
+    yolotrack::register(plugin)?;
     Ok(())
 }
 
