@@ -205,7 +205,10 @@ fn pipeline_ids_are_stable() {
     }
     println!("longest stable id: {} over {} frames", best.0, best.1);
     // 29 frames (a car) on CPU; margin for other execution providers.
-    assert!(best.1 >= 20, "no id stable over 20 consecutive frames: best {best:?}");
+    assert!(
+        best.1 >= 20,
+        "no id stable over 20 consecutive frames: best {best:?}"
+    );
 }
 
 #[test]

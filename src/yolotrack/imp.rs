@@ -172,24 +172,9 @@ impl ElementImpl for YoloTrack {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            // Only metadata is touched, so any raw video in any memory passes.
-            let caps = gst::Caps::builder_full()
-                .structure_with_any_features(gst::Structure::new_empty("video/x-raw"))
-                .build();
-            [gst::PadDirection::Src, gst::PadDirection::Sink]
-                .into_iter()
-                .map(|dir| {
-                    let name = if dir == gst::PadDirection::Src {
-                        "src"
-                    } else {
-                        "sink"
-                    };
-                    gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps)
-                        .expect("valid pad template")
-                })
-                .collect()
-        });
+        // Only metadata is touched, so any raw video in any memory passes.
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(crate::video::meta_pad_templates);
         TEMPLATES.as_ref()
     }
 }
