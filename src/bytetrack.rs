@@ -169,10 +169,13 @@ fn kf_update(mean: &mut Vec8, cov: &mut Mat8, z: [f64; 4]) -> bool {
 }
 
 /// Solves S X = B for a 4x4 S by Gaussian elimination with partial pivoting.
+// Index loops read like the textbook algorithm; iterator chains over two rows at once do not.
+#[allow(clippy::needless_range_loop)]
 fn solve4(mut s: [[f64; 4]; 4], mut b: [[f64; 8]; 4]) -> Option<[[f64; 8]; 4]> {
     for col in 0..4 {
         let pivot = (col..4).max_by(|&x, &y| s[x][col].abs().total_cmp(&s[y][col].abs()))?;
-        if !(s[pivot][col].abs() > 1e-300) {
+        let pv = s[pivot][col].abs();
+        if pv.is_nan() || pv <= 1e-300 {
             return None;
         }
         s.swap(col, pivot);
@@ -770,6 +773,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn kalman_follows_constant_velocity() {
         // A box moving 5 px/frame right: after some updates the prediction leads the box.
         let (mut m, mut p) = kf_initiate([100.0, 100.0, 0.5, 80.0]);
