@@ -55,6 +55,7 @@ fn detections() -> Vec<Detection> {
                 y1: y,
                 x2: x + w,
                 y2: y + h,
+                track_id: None,
             }
         })
         .collect()

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Prints yolodetect's detections as one JSON line per frame.
 //!
-//! Pipeline: `uridecodebin uri=<input> ! videoconvert ! yolodetect ! appsink`, reading the
-//! detections through the crate's public [`DetectionMeta`] API.
+//! Pipeline: `uridecodebin uri=<input> ! videoconvert ! yolodetect [! yolotrack] ! appsink`,
+//! reading the detections through the crate's public [`DetectionMeta`] API. With `--track`,
+//! tracked detections carry `"track_id": n`.
 //!
 //! ```text
-//! cargo run --release --example yolo-json -- <file or URI> [--model PATH] [--conf X] [--iou X]
+//! cargo run --release --example yolo-json -- <file or URI> [--model PATH] [--conf X] [--iou X] [--track]
 //! ```
 //! The model defaults to `$GST_YOLO_MODEL`, then `../shared/models/yolov8n.onnx`. Works for a
 //! still image (JPEG, PNG) as well as video. Exits non-zero with the bus error on failure.
@@ -21,11 +22,13 @@ struct Args {
     model: Option<PathBuf>,
     conf: Option<f32>,
     iou: Option<f32>,
+    track: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut input, mut model, mut conf, mut iou) = (None, None, None, None);
+    let mut track = false;
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -38,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--iou" => iou = Some(val("--iou")?.parse().map_err(|_| "--iou takes a number")?),
+            "--track" => track = true,
             "-h" | "--help" => return Err(String::new()),
             _ if input.is_none() => input = Some(a),
             _ => return Err(format!("unexpected argument {a}")),
@@ -48,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
         model,
         conf,
         iou,
+        track,
     })
 }
 
@@ -98,10 +103,18 @@ fn run(args: Args) -> Result<(), String> {
     }
     let det = det.build().map_err(|e| e.to_string())?;
     let sink = gst_app::AppSink::builder().sync(false).build();
-    pipeline
-        .add_many([&src, &convert, &det, sink.upcast_ref()])
-        .map_err(|e| e.to_string())?;
-    gst::Element::link_many([&convert, &det, sink.upcast_ref()]).map_err(|e| e.to_string())?;
+    let mut chain = vec![convert.clone(), det];
+    if args.track {
+        chain.push(
+            gst::ElementFactory::make("yolotrack")
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    chain.push(sink.clone().upcast());
+    pipeline.add(&src).map_err(|e| e.to_string())?;
+    pipeline.add_many(&chain).map_err(|e| e.to_string())?;
+    gst::Element::link_many(&chain).map_err(|e| e.to_string())?;
     let convert_sink = convert
         .static_pad("sink")
         .expect("videoconvert has a sink pad");
@@ -185,7 +198,9 @@ fn main() -> ExitCode {
     match parse_args().and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_empty() => {
-            eprintln!("usage: yolo-json <file or URI> [--model PATH] [--conf X] [--iou X]");
+            eprintln!(
+                "usage: yolo-json <file or URI> [--model PATH] [--conf X] [--iou X] [--track]"
+            );
             ExitCode::from(2)
         }
         Err(e) => {

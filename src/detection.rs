@@ -14,6 +14,8 @@ pub struct Detection {
     pub y1: f32,
     pub x2: f32,
     pub y2: f32,
+    /// Id of the track this object belongs to, set by `yolotrack`; `None` until tracked.
+    pub track_id: Option<u64>,
 }
 
 impl Detection {
@@ -33,7 +35,8 @@ impl Detection {
 
 /// One frame's detections as a JSON line, the format `examples/yolo-json.rs` and the demo print:
 /// `{"frame": n, "pts_ns": t, "width": w, "height": h, "detections": [{"class_id": c,
-/// "label": "...", "confidence": f, "box": [x1, y1, x2, y2]}]}` (`pts_ns` is `null` if unknown).
+/// "label": "...", "confidence": f, "box": [x1, y1, x2, y2]}]}` (`pts_ns` is `null` if unknown);
+/// a tracked detection also has `"track_id": n` after its box.
 pub fn json_line(
     frame: u64,
     pts_ns: Option<u64>,
@@ -62,9 +65,13 @@ pub fn json_line(
         push_json_string(&mut line, &d.label);
         let _ = write!(
             line,
-            ", \"confidence\": {:.4}, \"box\": [{:.1}, {:.1}, {:.1}, {:.1}]}}",
+            ", \"confidence\": {:.4}, \"box\": [{:.1}, {:.1}, {:.1}, {:.1}]",
             d.confidence, d.x1, d.y1, d.x2, d.y2
         );
+        if let Some(id) = d.track_id {
+            let _ = write!(line, ", \"track_id\": {id}");
+        }
+        line.push('}');
     }
     line.push_str("]}");
     line
@@ -100,12 +107,22 @@ mod tests {
             y1: 2.25,
             x2: 30.0,
             y2: 40.04,
+            track_id: None,
         };
         assert_eq!(
-            json_line(3, Some(40), 64, 48, &[d.clone(), d]),
+            json_line(3, Some(40), 64, 48, &[d.clone(), d.clone()]),
             "{\"frame\": 3, \"pts_ns\": 40, \"width\": 64, \"height\": 48, \"detections\": [\
              {\"class_id\": 0, \"label\": \"a \\\"b\\\"\\u000a\", \"confidence\": 0.8765, \"box\": [1.0, 2.2, 30.0, 40.0]}, \
              {\"class_id\": 0, \"label\": \"a \\\"b\\\"\\u000a\", \"confidence\": 0.8765, \"box\": [1.0, 2.2, 30.0, 40.0]}]}"
+        );
+        let tracked = Detection {
+            track_id: Some(17),
+            ..d.clone()
+        };
+        assert_eq!(
+            json_line(1, None, 64, 48, &[tracked]),
+            "{\"frame\": 1, \"pts_ns\": null, \"width\": 64, \"height\": 48, \"detections\": [\
+             {\"class_id\": 0, \"label\": \"a \\\"b\\\"\\u000a\", \"confidence\": 0.8765, \"box\": [1.0, 2.2, 30.0, 40.0], \"track_id\": 17}]}"
         );
         assert_eq!(
             json_line(0, None, 1, 1, &[]),

@@ -261,9 +261,31 @@ impl TextBuf {
         }
     }
 
-    /// "label 0.87", "label" or "0.87" depending on the style.
+    /// "label 0.87", "label" or "0.87" depending on the style, after "#17 " for a tracked
+    /// detection.
     fn compose(&mut self, det: &Detection, style: &DrawStyle) {
+        if let Some(id) = det.track_id {
+            self.push('#');
+            // u64 has at most 20 decimal digits.
+            let mut digits = [0u8; 20];
+            let mut n = 0;
+            let mut v = id;
+            loop {
+                digits[n] = (v % 10) as u8;
+                n += 1;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            for &d in digits[..n].iter().rev() {
+                self.push(char::from(b'0' + d));
+            }
+        }
         if style.draw_labels {
+            if self.len > 0 {
+                self.push(' ');
+            }
             for c in det.label.chars().take(self.cap) {
                 self.push(c);
             }
@@ -993,6 +1015,7 @@ mod tests {
             y1: b[1],
             x2: b[2],
             y2: b[3],
+            track_id: None,
         }
     }
 
@@ -1129,6 +1152,23 @@ mod tests {
         assert_eq!(text("café", 0.1, true, false, 99), glyphs("caf?"));
         assert_eq!(text("person", 0.87, true, true, 4), glyphs("pers"));
         assert_eq!(text(&"a".repeat(500), 0.1, true, true, 999).len(), MAX_TEXT);
+
+        let tracked = |id: u64, labels: bool, confs: bool| {
+            let mut t = TextBuf::new(99);
+            let d = Detection {
+                track_id: Some(id),
+                ..det(0, "person", 0.874, [0.0; 4])
+            };
+            t.compose(&d, &style(0, labels, confs));
+            t.glyphs().to_vec()
+        };
+        assert_eq!(tracked(17, true, true), glyphs("#17 person 0.87"));
+        assert_eq!(tracked(0, false, true), glyphs("#0 0.87"));
+        assert_eq!(tracked(5, true, false), glyphs("#5 person"));
+        assert_eq!(
+            tracked(u64::MAX, false, false),
+            glyphs("#18446744073709551615")
+        );
     }
 
     /// Outline only: exactly the box's outer `lw` pixels change, to the class colour.

@@ -4,11 +4,13 @@
 //! # gst-yolo
 //!
 //! GStreamer elements for real-time YOLO object detection with ONNX Runtime: `yolodetect`
-//! attaches detections to each buffer, `yolooverlay` draws them. Applications read the
-//! detections through [`meta::DetectionMeta`].
+//! attaches detections to each buffer, `yolotrack` gives them track ids (ByteTrack),
+//! `yolooverlay` draws them and `yolometapublish` writes them as JSON lines. Applications read
+//! the detections through [`meta::DetectionMeta`].
 
 use gst::glib;
 
+pub mod bytetrack;
 pub mod detection;
 pub mod draw;
 pub mod engine;
@@ -21,11 +23,15 @@ pub mod preprocess;
 pub mod stats;
 mod video;
 pub mod yolodetect;
+pub mod yolometapublish;
 pub mod yolooverlay;
+pub mod yolotrack;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     yolodetect::register(plugin)?;
     yolooverlay::register(plugin)?;
+    yolometapublish::register(plugin)?;
+    yolotrack::register(plugin)?;
     Ok(())
 }
 

@@ -494,6 +494,7 @@ impl Postprocessor {
                 y1: y1.max(0.0).min(h),
                 x2: x2.max(0.0).min(w),
                 y2: y2.max(0.0).min(h),
+                track_id: None,
             });
         }
     }

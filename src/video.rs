@@ -234,3 +234,21 @@ impl Drop for CudaFrame {
         unsafe { gst_video::ffi::gst_video_frame_unmap(&mut self.frame) };
     }
 }
+
+/// Always-present src and sink templates for raw video of any format in any memory, for the
+/// elements that only read or write metadata (yolotrack, yolometapublish).
+pub(crate) fn meta_pad_templates() -> Vec<gst::PadTemplate> {
+    let caps = gst::Caps::builder_full()
+        .structure_with_any_features(gst::Structure::new_empty("video/x-raw"))
+        .build();
+    [
+        ("src", gst::PadDirection::Src),
+        ("sink", gst::PadDirection::Sink),
+    ]
+    .into_iter()
+    .map(|(name, dir)| {
+        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps)
+            .expect("static template with valid caps")
+    })
+    .collect()
+}

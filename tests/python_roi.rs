@@ -68,6 +68,7 @@ fn python_reads_roi_metas_of_bus() {
             y1: (num("y_min") * h) as f32,
             x2: (num("x_max") * w) as f32,
             y2: (num("y_max") * h) as f32,
+            track_id: None,
         };
         // The ROI rectangle is the same box in whole pixels.
         let roi: Vec<f64> = r["roi"]

@@ -390,6 +390,7 @@ fn shared_buffers_are_copied_only_when_drawn_on() {
         y1: 20.0,
         x2: 40.0,
         y2: 44.0,
+        track_id: None,
     };
     for dets in [None, Some(Vec::new())] {
         let input = grey_frame(dets.clone());

@@ -3,7 +3,8 @@
 //!
 //! Draws the detections that `yolodetect` attached to each buffer (its
 //! [`DetectionMeta`](crate::meta::DetectionMeta)) into the video: a box outline per detection
-//! in the class colour (Ultralytics' palette) and a filled tag with "label 0.87" above it.
+//! in the class colour (Ultralytics' palette) and a filled tag with "label 0.87" above it
+//! ("#17 label 0.87" for a detection `yolotrack` gave an id).
 //! Drawing happens in place on RGB-family, I420 and NV12 frames of any size and stride, so no
 //! `videoconvert` is needed between the two elements.
 //!
