@@ -94,7 +94,7 @@ if [ "$force" = 1 ] || ! [ -s "$rt" ]; then
       for n in $(needed "$f"); do
         [[ $n =~ $base_re ]] && continue
         [ -e "$pay/lib/$n" ] && continue
-        src=$(find_lib "$n")
+        src=$(find_lib "$n" || true)
         if [ -n "$src" ]; then install -m644 "$src" "$pay/lib/$n"; queue+=("$pay/lib/$n"); added=1
         else missing+=("$n"); fi
       done

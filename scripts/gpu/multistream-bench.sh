@@ -19,6 +19,8 @@ mkdir -p /tmp/gyb && xz -dc "$repo/.gpu/gst-yolo-bins.tar.xz" | tar -C /tmp/gyb 
 B=/tmp/gyb/bin
 export GST_YOLO_SHARED=$repo/.gpu/shared YOLO_BENCH_QUIET=1
 M=$GST_YOLO_SHARED/models/yolov8n-dynamic.onnx
+# Only the dynamic model travels (64 MiB a call): it stands in for the static one in the tests.
+[ -f "$GST_YOLO_SHARED/models/yolov8n.onnx" ] || cp "$M" "$GST_YOLO_SHARED/models/yolov8n.onnx"
 V=$repo/.gpu/bikes-1080p.mp4
 summary=$logs/summary.txt; : >"$summary"
 row() { printf '%-44s %s\n' "$1" "$2" | tee -a "$summary"; }
@@ -31,6 +33,14 @@ row "GPU" "$(head -n1 "$logs/gpu.txt")"
 row "CPU" "$(nproc) x $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
 row "ONNX Runtime" "$(ls "$GST_YOLO_ORT_DIR" | sed -n 's/^libonnxruntime\.so\.\(1\.[0-9.]*\)$/\1/p')"
 gst-inspect-1.0 nvh264dec >/dev/null 2>&1 && row "nvh264dec" "present" || row "nvh264dec" "MISSING"
+
+log "smoke: one stream, nvh264dec ! yolodetect (CUDA memory, GPU letterbox)"
+smoke="filesrc location=$V ! qtdemux ! h264parse ! nvh264dec ! identity eos-after=40 ! yolodetect name=d{i} model=$M execution-provider=cuda ! fakesink sync=false"
+if ! timeout 180 "$B/yolo-bench" multistream "$smoke" --streams 1 >"$logs/smoke.txt" 2>&1; then
+  cat "$logs/smoke.txt"; GST_DEBUG=yolodetect:5,nvh264dec:4 timeout 120 "$B/yolo-bench" multistream "$smoke" --streams 1 2>&1 | tail -n 40
+  echo "smoke run failed: stopping here"; exit 1
+fi
+cat "$logs/smoke.txt"
 
 log "correctness on the GPU (CUDA provider, GPU pre-processing)"
 export GST_YOLO_TEST_PROVIDER=cuda

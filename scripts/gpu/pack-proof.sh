@@ -27,10 +27,14 @@ mkdir -p "$g"
 tar -C "$work" -cf - bin | xz -6 -T2 > "$g/gst-yolo-bins.tar.xz"
 rm -rf "$g/shared"
 mkdir -p "$g/shared/models" "$g/shared/media/png" "$g/shared/media/images" "$g/shared/media/video" "$g/shared/reference"
-cp "$shared/models/yolov8n.onnx" "$shared/models/yolov8n-dynamic.onnx" "$g/shared/models/"
+# MODELS (default: both) trims what travels: a call carries at most 64 MiB, and
+# multistream-bench.sh needs only the dynamic model (it stands in for the static one).
+for m in ${MODELS:-yolov8n.onnx yolov8n-dynamic.onnx}; do cp "$shared/models/$m" "$g/shared/models/"; done
 cp "$shared"/media/png/*.png "$g/shared/media/png/"
-cp "$shared"/media/images/*.jpg "$g/shared/media/images/"
-cp -r "$shared/media/coco8" "$g/shared/media/"
+if [ -z "${MODELS:-}" ]; then
+  cp "$shared"/media/images/*.jpg "$g/shared/media/images/"
+  cp -r "$shared/media/coco8" "$g/shared/media/"
+fi
 cp "$shared/media/video/bikes.mp4" "$g/shared/media/video/"
 cp "$shared"/reference/*.json "$g/shared/reference/"
 cp "$repo/scripts/gpu/h100-proof.sh" "$repo/scripts/gpu/multistream-bench.sh" "$g/"
