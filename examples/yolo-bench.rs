@@ -187,10 +187,22 @@ fn engine_batch(o: &Opts) -> Result<(), String> {
     let input = vec![114.0f32 / 255.0; b * e.input_len()];
     let mut out = Vec::new();
     let device = e.cuda_device().is_some();
+    // What a worker copies the output with: straight into the buffer the streams read.
+    let gpu = match e.cuda_device() {
+        Some(d) => Some(gstyolo::engine::cuda::GpuLetterbox::new(d)?),
+        None => None,
+    };
+    let gpu = gpu.as_ref();
     let mut run = |e: &mut Engine| {
         out.clear();
         if device {
-            e.run_device_items(b, b, |_, _| Ok(()), &mut out)
+            e.run_device_items(
+                b,
+                b,
+                |_, _| Ok(()),
+                |p, d| gpu.map_or(Ok(()), |g| g.copy_to_host(p, d)),
+                &mut out,
+            )
         } else {
             e.run_items(&input, b, &mut out)
         }

@@ -44,6 +44,7 @@ fi
 # Plugins, by file (package): what the pipelines, the tests and a benchmark use.
 plugins=(
   coreelements        # libgstreamer1.0-0: filesrc fakesink queue tee capsfilter identity typefind
+  multifile           # gstreamer1.0-plugins-good: multifilesrc (the multi-stream tests loop photos)
   coretracers         # libgstreamer1.0-0: GST_TRACERS=latency/stats for timing
   videotestsrc        # gstreamer1.0-plugins-base
   videoconvertscale   # gstreamer1.0-plugins-base: videoconvert videoscale

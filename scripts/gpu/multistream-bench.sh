@@ -60,34 +60,40 @@ unset GST_YOLO_TEST_PROVIDER
 log "ceilings: ONNX Runtime alone at batch B with device I/O"
 declare -A ort
 for b in 1 8 32; do
-  l=$("$B/yolo-bench" engine-batch --model "$M" --provider cuda --batch $b --iters $((b == 1 ? 500 : 100)) 2>&1 | tee -a "$logs/bench.txt" | grep ENGINEB)
-  echo "$l"; ort[$b]=$(echo "$l" | val images/s)
-  row "ORT alone batch $b (images/s)" "${ort[$b]} ($(echo "$l" | val mean) per run)"
+  for tf in "" --tf32; do
+    l=$(timeout 120 "$B/yolo-bench" engine-batch --model "$M" --provider cuda --batch $b $tf --iters $((b == 1 ? 300 : 60)) 2>&1 | tee -a "$logs/bench.txt" | grep ENGINEB)
+    echo "$l"; ort[$b$tf]=$(echo "$l" | val images/s)
+    row "ORT alone batch $b ${tf:-fp32} (images/s)" "${ort[$b$tf]} ($(echo "$l" | val mean) per run)"
+  done
 done
 
 dec() { echo "filesrc location=$V ! qtdemux ! h264parse ! nvh264dec ! identity name=d{i} ! fakesink sync=false"; }
-det() { # $1 batch, $2 workers, $3 extra caps
-  echo "filesrc location=$V ! qtdemux ! h264parse ! nvh264dec $3 ! yolodetect name=d{i} model=$M execution-provider=cuda model-instance-id=bench batch-size=$1 inference-workers=$2 batch-timeout=20 ! fakesink sync=false"
+det() { # $1 batch, $2 workers, $3 extra caps, $4 extra yolodetect options
+  echo "filesrc location=$V ! qtdemux ! h264parse ! nvh264dec ${3:-} ! yolodetect name=d{i} model=$M execution-provider=cuda model-instance-id=bench batch-size=$1 inference-workers=$2 batch-timeout=20 ${4:-} ! fakesink sync=false"
 }
-ms() { "$B/yolo-bench" multistream "$1" --streams "$2" 2>&1 | tee -a "$logs/bench.txt" | grep -E 'MULTI|STATS|yolo-bench'; }
+ms() { timeout 120 "$B/yolo-bench" multistream "$1" --streams "$2" 2>&1 | tee -a "$logs/bench.txt" | grep -E 'MULTI|STATS|yolo-bench'; }
+fmt='%-7s %-5s %-7s %-5s %-8s %-8s %-8s %-7s %-8s %-8s %-9s %-6s %-5s\n'
+printf "\n$fmt" streams batch workers tf32 fps dec-only ORT p50-ms p99-ms GPU-MiB yolo-MiB CPU ratio | tee -a "$summary"
 ns="1 8 32 64"; [ "${QUICK:-0}" = 1 ] && ns="1 8"
-printf '\n%-7s %-6s %-8s %-9s %-9s %-13s %-9s %-8s %-10s %-10s %-6s\n' streams batch workers "fps" "dec-only" "ORT(batch)" "p50 ms" "p99 ms" "GPU MiB" "CPU cores" "ratio" | tee -a "$summary"
 for n in $ns; do
-  b=$((n < 32 ? n : 32)); w=1
-  d=$(ms "$(dec)" $n); echo "$d"; dfps=$(echo "$d" | val fps)
-  for w in 1 2; do
-    r=$(ms "$(det $b $w)" $n); echo "$r"
-    fps=$(echo "$r" | val fps)
-    o=${ort[$((b >= 32 ? 32 : (b >= 8 ? 8 : 1)))]}
+  b=$((n < 32 ? n : 32))
+  d=$(ms "$(dec)" $n); echo "$d"; dfps=$(echo "$d" | val fps); dmem=$(echo "$d" | val gpu-mem | tr -d MiB)
+  runs="1: 2:"; [ $n -ge 32 ] && runs="1: 2: 2:tf32"
+  for r in $runs; do
+    w=${r%%:*}; tf=${r#*:}
+    opt=""; [ "$tf" = tf32 ] && opt="cuda-tf32=true"
+    out=$(ms "$(det $b $w "" "$opt")" $n); echo "$out"
+    fps=$(echo "$out" | val fps); mem=$(echo "$out" | val gpu-mem | tr -d MiB)
+    o=${ort[$b${tf:+--tf32}]:-${ort[$((b >= 32 ? 32 : (b >= 8 ? 8 : 1)))${tf:+--tf32}]}}
     ratio=$(awk -v f="$fps" -v d="$dfps" -v o="$o" 'BEGIN { m = (d < o ? d : o); if (m > 0) printf "%.2f", f / m; else print "n/a" }')
-    printf '%-7s %-6s %-8s %-9s %-9s %-13s %-9s %-8s %-10s %-10s %-6s\n' $n $b $w "$fps" "$dfps" "$o" \
-      "$(echo "$r" | val latency-p50)" "$(echo "$r" | val latency-p99)" "$(echo "$r" | val gpu-mem)" \
-      "$(echo "$r" | val cpu-cores)" "$ratio" | tee -a "$summary"
-    echo "   $(echo "$r" | grep STATS)" | tee -a "$summary"
+    printf "$fmt" $n $b $w "${tf:-no}" "$fps" "$dfps" "$o" "$(echo "$out" | val latency-p50)" "$(echo "$out" | val latency-p99)" \
+      "$mem" "$(awk -v a="$mem" -v b="$dmem" 'BEGIN { if (a > 0 && b > 0) print a - b; else print "n/a" }')" \
+      "$(echo "$out" | val cpu-cores)" "$ratio" | tee -a "$summary"
+    echo "   $(echo "$out" | grep STATS)" | tee -a "$summary"
   done
 done
 
 log "system memory instead of CUDA memory (the decoder downloads), 32 streams"
-r=$(ms "$(det 32 1 '! video/x-raw,format=NV12')" 32); echo "$r"
+r=$(ms "$(det 32 2 '! video/x-raw,format=NV12')" 32); echo "$r"
 row "32 streams, NV12 in system memory" "fps $(echo "$r" | val fps), p99 $(echo "$r" | val latency-p99) ms, CPU $(echo "$r" | val cpu-cores) cores"
 log "summary"; cat "$summary"

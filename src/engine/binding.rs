@@ -195,6 +195,16 @@ impl DeviceIo {
         self.dev_in.data_ptr_mut() as u64
     }
 
+    /// Runs the model on what is already in the device input (written by a kernel) and returns
+    /// the device address of its output, complete, for the caller to copy.
+    pub fn run_device_raw(&mut self, session: &mut Session) -> Result<u64, String> {
+        drop(session.run_binding(&self.binding).map_err(err("run"))?);
+        self.binding
+            .synchronize_outputs()
+            .map_err(err("waiting for the output"))?;
+        Ok(self.dev_out.data_ptr() as u64)
+    }
+
     /// Runs the model on what is already in the device input (written by a kernel) and copies
     /// the output back.
     pub fn run_device(&mut self, session: &mut Session) -> Result<(&[i64], &[f32]), String> {

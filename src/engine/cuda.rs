@@ -85,7 +85,8 @@ struct Driver {
     stream_destroy: unsafe extern "C" fn(CuStream) -> CuResult,
     mem_alloc: unsafe extern "C" fn(*mut DevicePtr, usize) -> CuResult,
     mem_free: unsafe extern "C" fn(DevicePtr) -> CuResult,
-    memcpy_2d: unsafe extern "C" fn(*const Memcpy2D) -> CuResult,
+    memcpy_2d_async: unsafe extern "C" fn(*const Memcpy2D, CuStream) -> CuResult,
+    memcpy_dtoh_async: unsafe extern "C" fn(*mut c_void, DevicePtr, usize, CuStream) -> CuResult,
     error_string: unsafe extern "C" fn(CuResult, *mut *const c_char) -> CuResult,
 }
 
@@ -121,7 +122,8 @@ impl Driver {
             stream_destroy: sym!(lib, "cuStreamDestroy_v2"),
             mem_alloc: sym!(lib, "cuMemAlloc_v2"),
             mem_free: sym!(lib, "cuMemFree_v2"),
-            memcpy_2d: sym!(lib, "cuMemcpy2D_v2"),
+            memcpy_2d_async: sym!(lib, "cuMemcpy2DAsync_v2"),
+            memcpy_dtoh_async: sym!(lib, "cuMemcpyDtoHAsync_v2"),
             error_string: sym!(lib, "cuGetErrorString"),
             _lib: lib,
         })
@@ -347,12 +349,16 @@ pub struct DeviceFrame {
     pub planes: [(DevicePtr, usize); 3],
 }
 
-/// Device memory of ours, in the primary context.
+/// A stream's device memory for its frames, with a CUDA stream of its own. Copies go on that
+/// non-blocking stream: a copy on the legacy default stream would wait for every model run
+/// in the context (ONNX Runtime's streams block with it), serialising all streams' uploads
+/// behind inference.
 pub struct DeviceBuffer {
     drv: Arc<Driver>,
     ctx: CuContext,
     ptr: DevicePtr,
     len: usize,
+    stream: CuStream,
 }
 
 // SAFETY: a device allocation is usable from any thread that makes its context current, which
@@ -361,10 +367,13 @@ unsafe impl Send for DeviceBuffer {}
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        // SAFETY: `ptr` came from cuMemAlloc in `ctx`, which the instance keeps retained.
+        // SAFETY: `ptr` and `stream` came from cuMemAlloc and cuStreamCreate in `ctx`, the
+        // retained primary context.
         unsafe {
             (self.drv.ctx_set_current)(self.ctx);
+            (self.drv.stream_sync)(self.stream);
             (self.drv.mem_free)(self.ptr);
+            (self.drv.stream_destroy)(self.stream);
         }
     }
 }
@@ -524,19 +533,32 @@ impl GpuLetterbox {
         if buf.as_ref().is_none_or(|b| b.len < total) {
             *buf = None; // freed before the larger one is taken
             let mut ptr: DevicePtr = 0;
-            // SAFETY: valid out-pointer; the context is current.
-            self.drv.check(
-                unsafe { (self.drv.mem_alloc)(&mut ptr, total.max(256)) },
-                "allocating device memory for a frame",
-            )?;
+            let mut stream: CuStream = std::ptr::null_mut();
+            // SAFETY: valid out-pointers; the context is current.
+            unsafe {
+                self.drv.check(
+                    (self.drv.stream_create)(&mut stream, CU_STREAM_NON_BLOCKING),
+                    "cuStreamCreate",
+                )?;
+                if let Err(e) = self.drv.check(
+                    (self.drv.mem_alloc)(&mut ptr, total.max(256)),
+                    "allocating device memory for a frame",
+                ) {
+                    (self.drv.stream_destroy)(stream);
+                    return Err(e);
+                }
+            }
             *buf = Some(DeviceBuffer {
                 drv: self.drv.clone(),
                 ctx: self.ctx,
                 ptr,
                 len: total.max(256),
+                stream,
             });
         }
-        let base = buf.as_ref().map_or(0, |b| b.ptr);
+        let (base, stream) = buf
+            .as_ref()
+            .map_or((0, std::ptr::null_mut()), |b| (b.ptr, b.stream));
         let mut planes = [(0u64, 0usize); 3];
         for i in 0..n {
             let (src, pitch) = sources[i];
@@ -560,11 +582,17 @@ impl GpuLetterbox {
             // host memory; described by the frame's own mapping for device memory) and the
             // destination inside `buf`, sized above.
             self.drv.check(
-                unsafe { (self.drv.memcpy_2d)(&c) },
+                unsafe { (self.drv.memcpy_2d_async)(&c, stream) },
                 "copying a frame to the GPU",
             )?;
             planes[i] = (dst, widths[i]);
         }
+        // The source is only borrowed until this returns.
+        // SAFETY: a stream created in this context.
+        self.drv.check(
+            unsafe { (self.drv.stream_sync)(stream) },
+            "copying a frame to the GPU",
+        )?;
         Ok(DeviceFrame {
             layout: frame.layout,
             color: frame.color,
@@ -657,6 +685,29 @@ impl GpuLetterbox {
             },
             "launching the pre-processing kernel",
         )
+    }
+
+    /// Copies `dst.len()` floats of device memory at `src` into `dst` (the model's output,
+    /// straight into the buffer the streams read, on the kernel stream: not the legacy one).
+    pub fn copy_to_host(&self, src: DevicePtr, dst: &mut [f32]) -> Result<(), String> {
+        self.make_current()?;
+        let stream = self.stream.lock();
+        // SAFETY: `src` holds at least `dst.len()` floats of device memory (the bound output
+        // tensor) and `dst` is writable host memory of that size; the copy is complete when the
+        // stream synchronises, before `dst`'s borrow ends.
+        unsafe {
+            self.drv.check(
+                (self.drv.memcpy_dtoh_async)(
+                    dst.as_mut_ptr().cast(),
+                    src,
+                    std::mem::size_of_val(dst),
+                    *stream,
+                ),
+                "copying the output to the host",
+            )?;
+            self.drv
+                .check((self.drv.stream_sync)(*stream), "copying the output to the host")
+        }
     }
 
     /// Waits for the queued kernels.

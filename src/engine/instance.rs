@@ -199,7 +199,6 @@ impl Backend for Worker {
     fn run(&mut self, jobs: Vec<FrameInput>) -> Vec<Result<FrameOutput, String>> {
         let n = jobs.len();
         let (slot, mut out) = self.take_buffer();
-        out.clear();
         let engine = self.engine.clone();
         let mut engine = engine.lock();
         // A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
@@ -214,8 +213,12 @@ impl Backend for Worker {
         self.log.lock().push(events);
         let out_len = engine.output_item_len();
         let r = match jobs.first() {
-            Some(FrameInput::Tensor(t)) if n == 1 => engine.run_items(t, 1, &mut out),
+            Some(FrameInput::Tensor(t)) if n == 1 => {
+                out.clear();
+                engine.run_items(t, 1, &mut out)
+            }
             Some(FrameInput::Tensor(_)) => {
+                out.clear();
                 let len = engine.input_len();
                 self.batch.clear();
                 for j in &jobs {
@@ -247,6 +250,7 @@ impl Backend for Worker {
                             }
                             gpu.sync()
                         },
+                        |src, dst| gpu.copy_to_host(src, dst),
                         &mut out,
                     )
                 }

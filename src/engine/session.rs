@@ -560,12 +560,15 @@ impl Engine {
 
     /// GPU pre-processing: runs `n` items whose model input `fill(device_ptr, jobs)` writes
     /// straight into the bound device input (`jobs` is the range of items to write, at
-    /// `device_ptr`, `device_ptr + input_len * 4`, ...), and appends each item's output to `out`.
+    /// `device_ptr`, `device_ptr + input_len * 4`, ...); `copy_out(device_ptr, dst)` copies each
+    /// call's output into `out[first item * output_item_len..]` (`out` grows as needed and is
+    /// never cleared, so a reused buffer costs no zeroing).
     pub fn run_device_items(
         &mut self,
         n: usize,
         max_batch: usize,
         mut fill: impl FnMut(u64, std::ops::Range<usize>) -> Result<(), String>,
+        mut copy_out: impl FnMut(u64, &mut [f32]) -> Result<(), String>,
         out: &mut Vec<f32>,
     ) -> Result<(), EngineError> {
         let Some(device_id) = self.cuda_device else {
@@ -609,8 +612,12 @@ impl Engine {
             } = self;
             let io = &mut buckets[idx].1;
             fill(io.device_input_ptr(), start..start + k).map_err(EngineError::Inference)?;
-            let (_, data) = io.run_device(session).map_err(EngineError::Inference)?;
-            out.extend_from_slice(&data[..(k * out_len).min(data.len())]);
+            let dev_out = io.run_device_raw(session).map_err(EngineError::Inference)?;
+            if out.len() < (start + k) * out_len {
+                out.resize((start + k) * out_len, 0.0);
+            }
+            copy_out(dev_out, &mut out[start * out_len..(start + k) * out_len])
+                .map_err(EngineError::Inference)?;
             start += k;
         }
         Ok(())

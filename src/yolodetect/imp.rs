@@ -954,12 +954,17 @@ impl BaseTransformImpl for YoloDetect {
         filter: Option<&gst::Caps>,
     ) -> Option<gst::Caps> {
         let caps = self.parent_transform_caps(direction, caps, filter)?;
-        // CUDA memory only where the frames can be letterboxed on the GPU.
-        let gpu = self
-            .state
-            .lock()
-            .as_ref()
-            .is_some_and(|st| st.instance.gpu().is_some());
+        // CUDA memory only where the frames can be letterboxed on the GPU: known once started,
+        // else (linking, before start) what the settings ask for.
+        let gpu = match self.state.lock().as_ref() {
+            Some(st) => st.instance.gpu().is_some(),
+            None => {
+                let s = self.settings.lock();
+                s.gpu_preprocess
+                    && !s.gpu.pipelined
+                    && !matches!(s.execution_provider, ExecutionProvider::Cpu)
+            }
+        };
         Some(if gpu {
             caps
         } else {
