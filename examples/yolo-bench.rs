@@ -11,9 +11,10 @@
 //! yolo-bench cycles "<description>" [--counts 1,100,1000] [--max-seconds S] [--gpu N]
 //!     plays the pipeline to EOS and back to NULL repeatedly; GPU memory (nvidia-smi) and the
 //!     process RSS after the given numbers of cycles.
-//! yolo-bench engine-batch --batch B [--provider P] [--iters N]
+//! yolo-bench engine-batch --batch B [--provider P] [--iters N] [--streams W]
 //!     ONNX Runtime alone at batch B as a model instance's worker runs it: with CUDA, input made
-//!     in device memory (as GPU pre-processing leaves it) and the output copied to the host.
+//!     in device memory (as GPU pre-processing leaves it) and the output copied to the host;
+//!     `--streams W` runs W sessions at once, as W inference workers do.
 //! yolo-bench multistream "<description with {i}>" --streams N [--gpu N]
 //!     N copies of the description (each with `name=d{i}` on the element to time) in one
 //!     pipeline: aggregate fps over the steady middle of the run (10%..90% of the frames),
@@ -181,7 +182,34 @@ fn engine_bench(o: &Opts) -> Result<(), String> {
     Ok(())
 }
 
+/// `engine-batch --workers W`: W sessions run batches at the same time, as a model instance's
+/// inference workers do; images/s summed.
 fn engine_batch(o: &Opts) -> Result<(), String> {
+    if o.streams <= 1 {
+        return engine_batch_one(o, true).map(|_| ());
+    }
+    let rates: Vec<Result<f64, String>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..o.streams)
+            .map(|_| sc.spawn(|| engine_batch_one(o, false)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("panicked".into())))
+            .collect()
+    });
+    let mut total = 0.0;
+    for r in rates {
+        total += r?;
+    }
+    println!(
+        "ENGINEB provider={} batch={} workers={} images/s={total:.1}",
+        o.provider.name(),
+        o.batch,
+        o.streams
+    );
+    Ok(())
+}
+
+fn engine_batch_one(o: &Opts, print: bool) -> Result<f64, String> {
     let mut e = Engine::new(&config(o, o.provider, o.tf32)).map_err(|e| e.to_string())?;
     let b = o.batch.max(1);
     let input = vec![114.0f32 / 255.0; b * e.input_len()];
@@ -220,6 +248,10 @@ fn engine_batch(o: &Opts) -> Result<(), String> {
     }
     let total = t0.elapsed().as_secs_f64();
     times.sort_by(f64::total_cmp);
+    let rate = (o.iters * b) as f64 / total;
+    if !print {
+        return Ok(rate);
+    }
     println!(
         "ENGINEB provider={} batch={b} input={} runs={} mean={:.3}ms p50={:.3}ms p99={:.3}ms \
          images/s={:.1}",
@@ -229,9 +261,9 @@ fn engine_batch(o: &Opts) -> Result<(), String> {
         total * 1e3 / o.iters as f64,
         percentile(&times, 0.5),
         percentile(&times, 0.99),
-        (o.iters * b) as f64 / total
+        rate
     );
-    Ok(())
+    Ok(rate)
 }
 
 /// User + system CPU seconds of this process so far.

@@ -66,6 +66,11 @@ for b in 1 8 32; do
     row "ORT alone batch $b ${tf:-fp32} (images/s)" "${ort[$b$tf]} ($(echo "$l" | val mean) per run)"
   done
 done
+for tf in "" --tf32; do
+  l=$(timeout 120 "$B/yolo-bench" engine-batch --model "$M" --provider cuda --batch 32 --streams 2 $tf --iters 60 2>&1 | tee -a "$logs/bench.txt" | grep 'ENGINEB.*workers')
+  echo "$l"; ort[32w2$tf]=$(echo "$l" | val images/s)
+  row "ORT alone batch 32 ${tf:-fp32}, 2 sessions at once" "${ort[32w2$tf]} images/s"
+done
 
 dec() { echo "filesrc location=$V ! qtdemux ! h264parse ! nvh264dec ! identity name=d{i} ! fakesink sync=false"; }
 det() { # $1 batch, $2 workers, $3 extra caps, $4 extra yolodetect options
@@ -78,13 +83,13 @@ ns="1 8 32 64"; [ "${QUICK:-0}" = 1 ] && ns="1 8"
 for n in $ns; do
   b=$((n < 32 ? n : 32))
   d=$(ms "$(dec)" $n); echo "$d"; dfps=$(echo "$d" | val fps); dmem=$(echo "$d" | val gpu-mem | tr -d MiB)
-  runs="1: 2:"; [ $n -ge 32 ] && runs="1: 2: 2:tf32"
+  runs="1:"; [ $n -ge 32 ] && runs="1: 2: 2:tf32"
   for r in $runs; do
     w=${r%%:*}; tf=${r#*:}
     opt=""; [ "$tf" = tf32 ] && opt="cuda-tf32=true"
     out=$(ms "$(det $b $w "" "$opt")" $n); echo "$out"
     fps=$(echo "$out" | val fps); mem=$(echo "$out" | val gpu-mem | tr -d MiB)
-    o=${ort[$b${tf:+--tf32}]:-${ort[$((b >= 32 ? 32 : (b >= 8 ? 8 : 1)))${tf:+--tf32}]}}
+    o=${ort[$b${tf:+--tf32}]}; [ "$w" = 2 ] && [ $b = 32 ] && o=${ort[32w2${tf:+--tf32}]}
     ratio=$(awk -v f="$fps" -v d="$dfps" -v o="$o" 'BEGIN { m = (d < o ? d : o); if (m > 0) printf "%.2f", f / m; else print "n/a" }')
     printf "$fmt" $n $b $w "${tf:-no}" "$fps" "$dfps" "$o" "$(echo "$out" | val latency-p50)" "$(echo "$out" | val latency-p99)" \
       "$mem" "$(awk -v a="$mem" -v b="$dmem" 'BEGIN { if (a > 0 && b > 0) print a - b; else print "n/a" }')" \

@@ -198,10 +198,10 @@ impl DeviceIo {
     /// Runs the model on what is already in the device input (written by a kernel) and returns
     /// the device address of its output, complete, for the caller to copy.
     pub fn run_device_raw(&mut self, session: &mut Session) -> Result<u64, String> {
+        // ONNX Runtime synchronises its stream at the end of a run, so the output is complete.
+        // (`synchronize_outputs` would be a device-wide sync, refused while another worker's
+        // session is capturing a CUDA graph during cuDNN's algorithm search: seen on an H200.)
         drop(session.run_binding(&self.binding).map_err(err("run"))?);
-        self.binding
-            .synchronize_outputs()
-            .map_err(err("waiting for the output"))?;
         Ok(self.dev_out.data_ptr() as u64)
     }
 

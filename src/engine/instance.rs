@@ -363,6 +363,29 @@ impl Instance {
             Some(b) => b.max(cfg.batch_size).max(1),
             None => cfg.batch_size.max(1),
         };
+        // Every batch shape a worker may run, once each, one session at a time, before any
+        // frame: cuDNN's algorithm search for a new shape takes a while (a stall mid-stream
+        // otherwise), and it captures CUDA graphs, during which another session's device-wide
+        // synchronisation fails.
+        if let Some(g) = &gpu {
+            let mut scratch = Vec::new();
+            for e in &mut engines {
+                let mut n = 1;
+                loop {
+                    e.run_device_items(
+                        n,
+                        max_batch,
+                        |_, _| Ok(()),
+                        |src, dst| g.copy_to_host(src, dst),
+                        &mut scratch,
+                    )?;
+                    if n >= max_batch || info.batch.is_some() {
+                        break;
+                    }
+                    n = (n * 2).min(max_batch);
+                }
+            }
+        }
         let log = Arc::new(Mutex::new(log));
         let provider = Arc::new(Mutex::new(provider));
         let engines: Vec<_> = engines
