@@ -7,7 +7,8 @@
 # Runtime alone at the same batch size with device I/O.
 #   usage (repository root; .gpu/ filled by scripts/gpu/make-payload.sh + scripts/gpu/pack-proof.sh):
 #     scripts/gpu/multistream-bench.sh [LOG_DIR]      (LOG_DIR default: $OUT or /tmp/multistream)
-#   QUICK=1: N = 1 and 8 only (a smoke run).
+#   QUICK=1: N = 1 and 8 only (a smoke run). NS="32 64" RUNS="2: 2:tf32" (workers:tf32 per row)
+#   and SKIP_CHECKS=1 (no tests, no ceilings but the 2-session one) re-measure a few rows.
 set -uo pipefail
 repo=$(pwd)
 [ -d "$repo/.gpu" ] || { echo "run from the repository root (no .gpu/)" >&2; exit 1; }
@@ -42,6 +43,7 @@ if ! timeout 180 "$B/yolo-bench" multistream "$smoke" --streams 1 >"$logs/smoke.
 fi
 cat "$logs/smoke.txt"
 
+[ "${SKIP_CHECKS:-0}" = 1 ] || {
 log "correctness on the GPU (CUDA provider, GPU pre-processing)"
 export GST_YOLO_TEST_PROVIDER=cuda
 export GST_YOLO_TEST_H264=$V
@@ -57,9 +59,11 @@ for t in "yolodetect reference_images_exact_pixels" "yolodetect yuv_inputs_match
 done
 unset GST_YOLO_TEST_PROVIDER
 
+}
 log "ceilings: ONNX Runtime alone at batch B with device I/O"
 declare -A ort
-for b in 1 8 32; do
+bs="1 8 32"; [ "${SKIP_CHECKS:-0}" = 1 ] && bs=""
+for b in $bs; do
   for tf in "" --tf32; do
     l=$(timeout 120 "$B/yolo-bench" engine-batch --model "$M" --provider cuda --batch $b $tf --iters $((b == 1 ? 300 : 60)) 2>&1 | tee -a "$logs/bench.txt" | grep ENGINEB)
     echo "$l"; ort[$b$tf]=$(echo "$l" | val images/s)
@@ -79,11 +83,11 @@ det() { # $1 batch, $2 workers, $3 extra caps, $4 extra yolodetect options
 ms() { timeout 120 "$B/yolo-bench" multistream "$1" --streams "$2" 2>&1 | tee -a "$logs/bench.txt" | grep -E 'MULTI|STATS|yolo-bench'; }
 fmt='%-7s %-5s %-7s %-5s %-8s %-8s %-8s %-7s %-8s %-8s %-9s %-6s %-5s\n'
 printf "\n$fmt" streams batch workers tf32 fps dec-only ORT p50-ms p99-ms GPU-MiB yolo-MiB CPU ratio | tee -a "$summary"
-ns="1 8 32 64"; [ "${QUICK:-0}" = 1 ] && ns="1 8"
+ns=${NS:-1 8 32 64}; [ "${QUICK:-0}" = 1 ] && ns="1 8"
 for n in $ns; do
   b=$((n < 32 ? n : 32))
   d=$(ms "$(dec)" $n); echo "$d"; dfps=$(echo "$d" | val fps); dmem=$(echo "$d" | val gpu-mem | tr -d MiB)
-  runs="1:"; [ $n -ge 32 ] && runs="1: 2: 2:tf32"
+  runs="1:"; [ $n -ge 32 ] && runs="1: 2: 2:tf32"; runs=${RUNS:-$runs}
   for r in $runs; do
     w=${r%%:*}; tf=${r#*:}
     opt=""; [ "$tf" = tf32 ] && opt="cuda-tf32=true"
@@ -98,6 +102,7 @@ for n in $ns; do
   done
 done
 
+[ "${SKIP_CHECKS:-0}" = 1 ] && exit 0
 log "system memory instead of CUDA memory (the decoder downloads), 32 streams"
 r=$(ms "$(det 32 2 '! video/x-raw,format=NV12')" 32); echo "$r"
 row "32 streams, NV12 in system memory" "fps $(echo "$r" | val fps), p99 $(echo "$r" | val latency-p99) ms, CPU $(echo "$r" | val cpu-cores) cores"

@@ -281,6 +281,10 @@ impl Backend for Worker {
     }
 }
 
+fn first_device(engines: &[Arc<Mutex<Engine>>]) -> i32 {
+    engines[0].lock().cuda_device().unwrap_or(0)
+}
+
 fn errors(n: usize, e: &str) -> Vec<Result<FrameOutput, String>> {
     (0..n).map(|_| Err(e.to_string())).collect()
 }
@@ -392,11 +396,25 @@ impl Instance {
             .into_iter()
             .map(|e| Arc::new(Mutex::new(e)))
             .collect();
+        // One kernel stream per worker: with one shared stream, a worker's output copy waited for
+        // the other's kernels and the workers ran in lockstep (measured on an H200: 2 workers
+        // slower than 1).
+        let mut worker_gpu = Vec::with_capacity(engines.len());
+        for i in 0..engines.len() {
+            worker_gpu.push(match &gpu {
+                Some(g) if i == 0 => Some(g.clone()),
+                Some(_) => Some(Arc::new(
+                    GpuLetterbox::new(first_device(&engines)).map_err(EngineError::Inference)?,
+                )),
+                None => None,
+            });
+        }
         let backends = engines
             .iter()
-            .map(|e| Worker {
+            .zip(worker_gpu)
+            .map(|(e, gpu)| Worker {
                 engine: e.clone(),
-                gpu: gpu.clone(),
+                gpu,
                 max_batch,
                 batch: Vec::new(),
                 pool: Vec::new(),
