@@ -559,11 +559,11 @@ impl YoloDetect {
         layout: PixelLayout,
         color: YuvColor,
     ) -> Result<FrameRef<'a>, gst::FlowError> {
-        frame_ref(frame, layout, color).map_err(|_| {
+        frame_ref(frame, layout, color).map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ["cannot read the frame's planes"]
+                ["cannot read the frame's planes: {e}"]
             );
             gst::FlowError::Error
         })
