@@ -414,7 +414,7 @@ impl YoloDetect {
     ) -> Result<Vec<Arc<str>>, gst::ErrorMessage> {
         let num_classes = info.head.num_classes();
         let names: Vec<String> = if let Some(path) = &s.label_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let text = labels::read_label_file(path).map_err(|e| {
                 gst::error_msg!(
                     gst::ResourceError::OpenRead,
                     ("cannot read label file {}: {e}", path.display())
