@@ -94,3 +94,218 @@ fn video_meta_stride_past_the_buffer_is_an_error_not_a_crash() {
         .expect_err("yolooverlay must refuse the frame");
     assert!(e.contains("stride 16777216"), "{e}");
 }
+
+/// Runs one frame through `yolodetect {props}` and returns the bus error's text.
+fn start_error(props: &str) -> String {
+    let desc = format!("videotestsrc num-buffers=1 ! yolodetect {props} ! appsink name=sink");
+    match run_pipeline(&desc) {
+        Ok(_) => panic!("{desc} should fail"),
+        Err(e) => e,
+    }
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gst-yolo-hardening-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+#[test]
+fn label_file_that_is_a_device_or_fifo_is_refused() {
+    // /dev/zero used to be read until memory ran out; a FIFO blocked the state change forever.
+    let e = start_error(&format!(
+        "{} label-file=/dev/zero",
+        model_arg("yolov8n.onnx")
+    ));
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let fifo = tmp("labels.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let e = start_error(&format!(
+        "{} label-file=\"{}\"",
+        model_arg("yolov8n.onnx"),
+        fifo.display()
+    ));
+    assert!(e.contains("not a regular file"), "{e}");
+}
+
+/// yolov8n-dynamic.onnx with its `imgsz` metadata entry replaced by `imgsz`.
+fn dynamic_model_with_imgsz(imgsz: &str) -> Vec<u8> {
+    let bytes = std::fs::read(model("yolov8n-dynamic.onnx")).expect("dynamic model");
+    // ModelProto.metadata_props (field 14) entry {key: "imgsz", value: "[640, 640]"}.
+    let old = b"r\x13\n\x05imgsz\x12\x0a[640, 640]";
+    let at = bytes
+        .windows(old.len())
+        .position(|w| w == old)
+        .expect("imgsz metadata entry");
+    let mut entry = vec![b'\n', 5];
+    entry.extend_from_slice(b"imgsz");
+    entry.extend_from_slice(&[0x12, imgsz.len() as u8]);
+    entry.extend_from_slice(imgsz.as_bytes());
+    assert!(entry.len() < 128 && imgsz.len() < 128);
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(&[b'r', entry.len() as u8]);
+    out.extend_from_slice(&entry);
+    out.extend_from_slice(&bytes[at + old.len()..]);
+    out
+}
+
+#[test]
+fn huge_model_input_is_an_error_not_an_abort() {
+    // 3 x 200000 x 200000 floats: the input buffers used to abort the process.
+    let p = tmp("huge-imgsz.onnx");
+    std::fs::write(&p, dynamic_model_with_imgsz("[200000, 200000]")).expect("write model");
+    let e = start_error(&format!("model=\"{}\"", p.display()));
+    assert!(
+        e.contains("200000x200000") && e.contains("8192") && e.contains("huge-imgsz.onnx"),
+        "{e}"
+    );
+    // The same file with a sane size still works: the patch itself is not what fails.
+    let p = tmp("small-imgsz.onnx");
+    std::fs::write(&p, dynamic_model_with_imgsz("[320, 320]")).expect("write model");
+    let frames = run_pipeline(&format!(
+        "videotestsrc num-buffers=1 ! yolodetect model=\"{}\" ! appsink name=sink",
+        p.display()
+    ))
+    .expect("a 320x320 dynamic model runs");
+    assert_eq!(frames.len(), 1);
+}
+
+#[test]
+fn model_path_that_is_a_directory_says_so() {
+    let dir = tmp("a-directory.onnx");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let e = start_error(&format!("model=\"{}\"", dir.display()));
+    assert!(e.contains("is a directory"), "{e}");
+    assert!(!e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn model_with_wrong_input_type_names_model_and_type() {
+    // Used to start and then fail every frame as "inference failed".
+    let p = tmp("uint8-input.onnx");
+    std::fs::write(&p, onnx::identity_model(onnx::UINT8, &[1, 3, 32, 32])).expect("write");
+    let e = start_error(&format!("model=\"{}\"", p.display()));
+    assert!(
+        e.contains("uint8-input.onnx") && e.contains("u8") && e.contains("float32"),
+        "{e}"
+    );
+}
+
+#[test]
+fn classes_accept_names_and_refuse_unknown_values_at_start() {
+    let png = media("png/bus.png");
+    let by_id = detect_image(
+        &png,
+        "pngdec",
+        "RGB",
+        &format!("{} classes=0,5", model_arg("yolov8n.onnx")),
+    );
+    let by_name = detect_image(
+        &png,
+        "pngdec",
+        "RGB",
+        &format!("{} classes=\"person, bus\"", model_arg("yolov8n.onnx")),
+    );
+    assert!(by_id.iter().any(|d| d.class_id == 0) && by_id.iter().any(|d| d.class_id == 5));
+    assert!(by_id.iter().all(|d| d.class_id == 0 || d.class_id == 5));
+    assert_eq!(by_id, by_name);
+
+    // Used to be ignored without a word (filter off), or to silently remove everything.
+    for (value, says) in [
+        ("abc", "`abc` is neither a class id nor"),
+        ("persn", "`persn`"),
+        ("99999", "no class 99999"),
+    ] {
+        let e = start_error(&format!(
+            "{} classes=\"{value}\"",
+            model_arg("yolov8n.onnx")
+        ));
+        assert!(e.contains(says) && e.contains("80"), "{value}: {e}");
+    }
+}
+
+/// A live 30 fps pipeline through yolodetect, in PLAYING.
+fn live_pipeline(props: &str) -> (gst::Pipeline, gst::Element) {
+    init();
+    let p = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! video/x-raw,format=RGB,width=320,height=240,framerate=30/1 \
+         ! yolodetect name=d {} {props} ! fakesink sync=true",
+        model_arg("yolov8n.onnx")
+    ))
+    .expect("pipeline")
+    .downcast::<gst::Pipeline>()
+    .expect("pipeline");
+    let d = p.by_name("d").expect("yolodetect");
+    p.set_state(gst::State::Playing).expect("playing");
+    let bus = p.bus().expect("bus");
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::AsyncDone, gst::MessageType::Error],
+    );
+    assert!(
+        msg.is_some_and(|m| m.type_() == gst::MessageType::AsyncDone),
+        "pipeline did not preroll"
+    );
+    (p, d)
+}
+
+#[test]
+fn pipelined_mode_reports_its_two_frames_of_latency() {
+    let latency = |props: &str| {
+        let (p, _) = live_pipeline(props);
+        let mut q = gst::query::Latency::new();
+        assert!(p.query(&mut q), "latency query");
+        p.set_state(gst::State::Null).ok();
+        q.result().1
+    };
+    let plain = latency("");
+    let piped = latency("pipelined=true");
+    // Two frames at 30 fps, on top of whatever the rest of the pipeline reports.
+    let two_frames = gst::ClockTime::from_nseconds(66_666_667);
+    assert_eq!(
+        piped,
+        plain + two_frames,
+        "plain {plain}, pipelined {piped}"
+    );
+}
+
+#[test]
+fn ready_only_properties_are_refused_while_playing() {
+    let (p, d) = live_pipeline("");
+    // Toggling pipelined while PLAYING used to reorder buffers (PTS going backwards).
+    d.set_property("pipelined", true);
+    d.set_property("num-threads", 3u32);
+    assert!(!d.property::<bool>("pipelined"));
+    assert_eq!(d.property::<u32>("num-threads"), 0);
+    // Each refusal is a warning on the bus naming the property.
+    let bus = p.bus().expect("bus");
+    let mut warned = Vec::new();
+    while let Some(m) = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(2),
+        &[gst::MessageType::Warning],
+    ) {
+        if let gst::MessageView::Warning(w) = m.view() {
+            warned.push(w.error().to_string());
+        }
+        if warned.len() == 2 {
+            break;
+        }
+    }
+    assert!(
+        warned[..].iter().any(|w| w.contains("pipelined"))
+            && warned.iter().any(|w| w.contains("num-threads")),
+        "{warned:?}"
+    );
+    // Thresholds stay changeable while PLAYING.
+    d.set_property("conf-threshold", 0.6f32);
+    assert_eq!(d.property::<f32>("conf-threshold"), 0.6);
+    p.set_state(gst::State::Null).ok();
+    // And READY-only ones are changeable again once stopped.
+    d.set_property("pipelined", true);
+    assert!(d.property::<bool>("pipelined"));
+}

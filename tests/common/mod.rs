@@ -3,6 +3,8 @@
 //! comparing detections with the reference under the tolerance of `reference/README.md`.
 #![allow(dead_code)]
 
+pub mod onnx;
+
 use std::path::PathBuf;
 use std::sync::Once;
 
