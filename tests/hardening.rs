@@ -309,3 +309,180 @@ fn ready_only_properties_are_refused_while_playing() {
     d.set_property("pipelined", true);
     assert!(d.property::<bool>("pipelined"));
 }
+
+#[test]
+fn caps_change_mid_stream_in_size_and_format() {
+    let png = media("png/bus.png");
+    let (rgb_caps, rgb) = decoded_frame(&png, "pngdec", "format=RGB");
+    let (nv12_caps, nv12) = decoded_frame(&png, "pngdec", "format=NV12,width=405,height=540");
+    // What a fresh pipeline sees at each caps.
+    let fresh = |caps: &gst::Caps, buf: &gst::Buffer| {
+        let mut s = FrameStepper::new(&format!("yolodetect {}", model_arg("yolov8n.onnx")));
+        let d = s.step(caps, buf);
+        s.finish();
+        d
+    };
+    let want_rgb = fresh(&rgb_caps, &rgb);
+    let want_nv12 = fresh(&nv12_caps, &nv12);
+    assert!(want_nv12.iter().any(|d| d.class_id == 5), "{want_nv12:?}");
+    // Full-size RGB matches the reference exactly.
+    let r = reference("yolov8n-images.json");
+    let bus = r["results"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["image"] == "images/bus.jpg"))
+        .expect("bus.jpg in the reference");
+    let p = compare("bus RGB", &want_rgb, &ref_dets(&bus["detections"]), EXACT);
+    assert!(p.is_empty(), "{}", p.join("\n"));
+
+    // One stream: RGB 810x1080, NV12 405x540, back to RGB; each side as a fresh start.
+    let mut s = FrameStepper::new(&format!("yolodetect {}", model_arg("yolov8n.onnx")));
+    assert_eq!(s.step(&rgb_caps, &rgb), want_rgb);
+    assert_eq!(s.step(&nv12_caps, &nv12), want_nv12);
+    for d in &want_nv12 {
+        assert!(d.x2 <= 405.0 && d.y2 <= 540.0, "{d:?}");
+    }
+    assert_eq!(s.step(&rgb_caps, &rgb), want_rgb);
+    s.finish();
+}
+
+#[test]
+fn flushing_seek_then_detections_match_the_reference() {
+    init();
+    let r = reference("yolov8n-bikes.json");
+    let video = &r["videos"][0];
+    let desc = with_test_provider(&format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=RGB ! yolodetect {} ! appsink name=sink sync=false max-buffers=2",
+        media("video/bikes.mp4").display(),
+        model_arg("yolov8n.onnx")
+    ));
+    let pipeline = gst::parse::launch(&desc)
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("pipeline");
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+        .expect("appsink");
+    pipeline.set_state(gst::State::Paused).expect("paused");
+    let first = sink
+        .try_pull_preroll(gst::ClockTime::from_seconds(60))
+        .expect("preroll");
+    let caps = first.caps().expect("caps");
+    let fps = gst_video::VideoInfo::from_caps(caps)
+        .expect("video caps")
+        .fps();
+    assert!(fps.numer() > 0, "{caps}");
+    // Seeks and frame positions are in stream time: bikes.mp4's frame 0 has PTS 80 ms and
+    // stream time 0 (its edit list).
+    let frame_time = |n: u64| {
+        gst::ClockTime::SECOND
+            .mul_div_round(n * fps.denom() as u64, fps.numer() as u64)
+            .expect("frame time")
+    };
+    let stream_time = |s: &gst::Sample| {
+        let seg = s.segment()?.downcast_ref::<gst::ClockTime>()?.clone();
+        seg.to_stream_time(s.buffer()?.pts()?)
+    };
+    assert_eq!(stream_time(&first), Some(gst::ClockTime::ZERO));
+    // Forward, then back: each flushing, accurate seek lands on frame n, detected as the
+    // reference detects it.
+    for n in [150u64, 100] {
+        pipeline
+            .seek_simple(
+                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                frame_time(n),
+            )
+            .expect("seek");
+        let sample = sink
+            .try_pull_preroll(gst::ClockTime::from_seconds(60))
+            .expect("a frame after the seek");
+        let buf = sample.buffer().expect("buffer");
+        let at = stream_time(&sample).expect("stream time");
+        let half = frame_time(1) / 2;
+        assert!(
+            at + half >= frame_time(n) && at <= frame_time(n) + half,
+            "seek to frame {n}: got stream time {at}, want {}",
+            frame_time(n)
+        );
+        let dets = buf
+            .meta::<DetectionMeta>()
+            .map(|m| m.detections().to_vec())
+            .unwrap_or_default();
+        let want = video["frames"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["frame"].as_u64() == Some(n)))
+            .expect("reference frame");
+        assert!(!dets.is_empty());
+        let p = compare(
+            &format!("frame {n}"),
+            &dets,
+            &ref_dets(&want["detections"]),
+            DECODED,
+        );
+        assert!(p.is_empty(), "{}", p.join("\n"));
+    }
+    // And it keeps streaming from there.
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let next = sink
+        .try_pull_sample(gst::ClockTime::from_seconds(60))
+        .expect("frames after the seek");
+    assert!(stream_time(&next) >= Some(frame_time(100)));
+    pipeline.set_state(gst::State::Null).ok();
+}
+
+#[test]
+fn two_hundred_null_playing_null_cycles() {
+    init();
+    let pipeline = gst::parse::launch(&with_test_provider(&format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,width=64,height=48 ! yolodetect {} ! fakesink",
+        model_arg("yolov8n.onnx")
+    )))
+    .expect("pipeline")
+    .downcast::<gst::Pipeline>()
+    .expect("pipeline");
+    let bus = pipeline.bus().expect("bus");
+    for i in 0..200 {
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        let m = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        match m {
+            Some(m) if m.type_() == gst::MessageType::Eos => {}
+            Some(m) => panic!("cycle {i}: {}", error_text(&m)),
+            None => panic!("cycle {i}: no EOS"),
+        }
+        pipeline.set_state(gst::State::Null).expect("null");
+    }
+}
+
+#[test]
+fn four_pipelines_in_one_process() {
+    let png = media("png/bus.png");
+    let alone = detect_image(
+        &png,
+        "pngdec",
+        "RGB",
+        &format!("num-threads=1 {}", model_arg("yolov8n.onnx")),
+    );
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let png = png.clone();
+            std::thread::spawn(move || {
+                let desc = format!(
+                    "filesrc location=\"{}\" ! pngdec ! videoconvert ! video/x-raw,format=RGB ! imagefreeze num-buffers=5 ! yolodetect num-threads=1 {} ! appsink name=sink",
+                    png.display(),
+                    model_arg("yolov8n.onnx")
+                );
+                run_pipeline(&desc).unwrap_or_else(|e| panic!("pipeline {i}: {e}"))
+            })
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        let frames = t.join().expect("pipeline thread");
+        assert_eq!(frames.len(), 5, "pipeline {i}");
+        for (_, dets) in &frames {
+            assert_eq!(dets, &alone, "pipeline {i}");
+        }
+    }
+}
