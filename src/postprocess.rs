@@ -392,7 +392,13 @@ impl Postprocessor {
         out.clear();
         self.cands.clear();
         self.keep.clear();
-        if data.len() < layout.item_len() || params.max_detections == 0 {
+        // A layout without classes or anchors has nothing to score (and no row to read): only
+        // a hand-built layout can be one, `detect` never returns it.
+        if data.len() < layout.item_len()
+            || layout.item_len() == 0
+            || params.max_detections == 0
+            || layout.num_classes() == Some(0)
+        {
             return;
         }
         let data = &data[..layout.item_len()];
@@ -1320,5 +1326,33 @@ mod tests {
             );
             assert!(run(l, &d, &p).is_empty(), "{bad}");
         }
+    }
+
+    #[test]
+    fn layouts_without_classes_give_nothing() {
+        // Found by tests/fuzz.rs: these read past the end of each row, or chunked by zero.
+        let p = PostParams::default();
+        let one = |layout| run(layout, &[0.5; 64], &p);
+        assert!(
+            one(HeadLayout::Anchors {
+                num_classes: 1,
+                num_anchors: 0
+            })
+            .is_empty()
+        );
+        assert!(
+            one(HeadLayout::AnchorsObjectness {
+                num_classes: 0,
+                num_anchors: 1
+            })
+            .is_empty()
+        );
+        assert!(
+            one(HeadLayout::Anchors {
+                num_classes: 0,
+                num_anchors: 4
+            })
+            .is_empty()
+        );
     }
 }
