@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! cargo run --release --example yolo-json -- <file or URI> [--model PATH] [--conf X] [--iou X]
+//!     [--set PROPERTY=VALUE]...
 //! ```
+//! `--set` sets any other yolodetect property, e.g. `--set chroma-upsampling=nearest`.
 //! The model defaults to `$GST_YOLO_MODEL`, then `../shared/models/yolov8n.onnx`. Works for a
 //! still image (JPEG, PNG) as well as video. Exits non-zero with the bus error on failure.
 
@@ -21,11 +23,14 @@ struct Args {
     model: Option<PathBuf>,
     conf: Option<f32>,
     iou: Option<f32>,
+    /// Other yolodetect properties, as `name=value`.
+    set: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut input, mut model, mut conf, mut iou) = (None, None, None, None);
+    let mut set = Vec::new();
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -38,6 +43,11 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--iou" => iou = Some(val("--iou")?.parse().map_err(|_| "--iou takes a number")?),
+            "--set" => {
+                let kv = val("--set")?;
+                let (k, v) = kv.split_once('=').ok_or("--set takes PROPERTY=VALUE")?;
+                set.push((k.to_string(), v.to_string()));
+            }
             "-h" | "--help" => return Err(String::new()),
             _ if input.is_none() => input = Some(a),
             _ => return Err(format!("unexpected argument {a}")),
@@ -48,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         model,
         conf,
         iou,
+        set,
     })
 }
 
@@ -97,6 +108,12 @@ fn run(args: Args) -> Result<(), String> {
         det = det.property("iou-threshold", i);
     }
     let det = det.build().map_err(|e| e.to_string())?;
+    for (k, v) in &args.set {
+        if det.find_property(k).is_none() {
+            return Err(format!("yolodetect has no property {k}"));
+        }
+        det.set_property_from_str(k, v);
+    }
     let sink = gst_app::AppSink::builder().sync(false).build();
     pipeline
         .add_many([&src, &convert, &det, sink.upcast_ref()])
@@ -185,7 +202,9 @@ fn main() -> ExitCode {
     match parse_args().and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_empty() => {
-            eprintln!("usage: yolo-json <file or URI> [--model PATH] [--conf X] [--iou X]");
+            eprintln!(
+                "usage: yolo-json <file or URI> [--model PATH] [--conf X] [--iou X] [--set PROPERTY=VALUE]..."
+            );
             ExitCode::from(2)
         }
         Err(e) => {

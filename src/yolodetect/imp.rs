@@ -71,6 +71,30 @@ impl From<ExecutionProvider> for Provider {
     }
 }
 
+/// How I420/NV12 chroma is upsampled (see [`crate::preprocess::ChromaUpsampling`]).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstYoloChromaUpsampling")]
+pub enum ChromaUpsampling {
+    #[default]
+    #[enum_value(name = "Bilinear, centred chroma siting", nick = "bilinear")]
+    Bilinear = 0,
+    #[enum_value(
+        name = "Nearest neighbour, as FFmpeg/OpenCV (and so Ultralytics on video) convert",
+        nick = "nearest"
+    )]
+    Nearest = 1,
+}
+
+impl From<ChromaUpsampling> for crate::preprocess::ChromaUpsampling {
+    fn from(c: ChromaUpsampling) -> Self {
+        match c {
+            ChromaUpsampling::Bilinear => Self::Bilinear,
+            ChromaUpsampling::Nearest => Self::Nearest,
+        }
+    }
+}
+
 const DEFAULT_CONF: f32 = 0.25;
 const DEFAULT_IOU: f32 = 0.7;
 const DEFAULT_MAX_DET: u32 = 300;
@@ -93,6 +117,7 @@ struct Settings {
     device_id: i32,
     /// Milliseconds between `yolodetect-stats` element messages; 0 posts none.
     stats_interval: u32,
+    chroma_upsampling: ChromaUpsampling,
     /// CUDA and TensorRT options (see `providers.rs`).
     gpu: GpuSettings,
 }
@@ -112,6 +137,7 @@ impl Default for Settings {
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
             stats_interval: 0,
+            chroma_upsampling: ChromaUpsampling::default(),
             gpu: GpuSettings::default(),
         }
     }
@@ -288,6 +314,11 @@ impl ObjectImpl for YoloDetect {
                     .default_value(s.stats_interval)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("chroma-upsampling", s.chroma_upsampling)
+                    .nick("Chroma upsampling")
+                    .blurb("How I420/NV12 chroma is upsampled: bilinear, or nearest as FFmpeg/OpenCV do (closer to Ultralytics' boxes on video); changeable in NULL or READY")
+                    .mutable_ready()
+                    .build(),
                         ];
             v.extend(providers::properties());
             v
@@ -330,6 +361,9 @@ impl ObjectImpl for YoloDetect {
             }
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
             "stats-interval" => s.stats_interval = value.get().expect("type checked upstream"),
+            "chroma-upsampling" => {
+                s.chroma_upsampling = value.get().expect("type checked upstream")
+            }
             name => {
                 if !providers::set(&mut s.gpu, name, value) {
                     unimplemented!()
@@ -356,6 +390,7 @@ impl ObjectImpl for YoloDetect {
             "execution-provider" => s.execution_provider.to_value(),
             "device-id" => s.device_id.to_value(),
             "stats-interval" => s.stats_interval.to_value(),
+            "chroma-upsampling" => s.chroma_upsampling.to_value(),
             "stats" => {
                 drop(s);
                 self.stats_structure().to_value()
@@ -428,7 +463,7 @@ impl YoloDetect {
         Ok(State {
             engine,
             labels,
-            pre: Preprocessor::new(),
+            pre: preprocessor(s),
             post: Postprocessor::new(),
             detections: Vec::with_capacity(DEFAULT_MAX_DET as usize),
             info: None,
@@ -479,6 +514,12 @@ impl YoloDetect {
         };
         Ok(names.into_iter().map(Arc::from).collect())
     }
+}
+
+fn preprocessor(s: &Settings) -> Preprocessor {
+    let mut pre = Preprocessor::new();
+    pre.set_chroma_upsampling(s.chroma_upsampling.into());
+    pre
 }
 
 /// Property checks that need the element (its state, its labels, its bus).
