@@ -486,3 +486,25 @@ fn four_pipelines_in_one_process() {
         }
     }
 }
+
+#[test]
+fn small_input_exports_are_recognised_from_their_metadata() {
+    // yolov8n at 32x32 outputs [1, 84, 21] (read as YOLOv5 with 16 classes: a class-count
+    // error) and at 64x64 [1, 84, 84] (called ambiguous): both failed to start.
+    for side in [32, 64] {
+        let p = tmp(&format!("imgsz-{side}.onnx"));
+        std::fs::write(&p, dynamic_model_with_imgsz(&format!("[{side}, {side}]")))
+            .expect("write model");
+        let png = media("png/bus.png");
+        let desc = format!(
+            "filesrc location=\"{}\" ! pngdec ! videoconvert ! video/x-raw,format=RGB ! yolodetect model=\"{}\" conf-threshold=0.01 ! appsink name=sink",
+            png.display(),
+            p.display()
+        );
+        let frames = run_pipeline(&desc).unwrap_or_else(|e| panic!("{side}x{side}: {e}"));
+        assert_eq!(frames.len(), 1);
+        for d in &frames[0].1 {
+            assert!(d.class_id < 80 && d.x2 <= 810.0 && d.y2 <= 1080.0, "{d:?}");
+        }
+    }
+}
