@@ -72,14 +72,23 @@ fn shared() -> PathBuf {
 }
 
 fn find_model(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
-    let candidate = explicit
-        .or_else(|| std::env::var_os("GST_YOLO_MODEL").map(PathBuf::from))
-        .unwrap_or_else(|| shared().join("models/yolov8n.onnx"));
+    // Say where the path came from: a user who passed --model must not be told to set a
+    // variable.
+    let (candidate, fix) = match explicit {
+        Some(p) => (p, "check the path given with --model"),
+        None => match std::env::var_os("GST_YOLO_MODEL") {
+            Some(p) => (PathBuf::from(p), "check the path in GST_YOLO_MODEL"),
+            None => (
+                shared().join("models/yolov8n.onnx"),
+                "pass --model PATH or set GST_YOLO_MODEL to a YOLO ONNX file",
+            ),
+        },
+    };
     if candidate.is_file() {
         Ok(candidate)
     } else {
         Err(format!(
-            "model {} not found: set GST_YOLO_MODEL to a YOLO ONNX file, or {EXPORT_HINT}",
+            "model {} not found: {fix}, or {EXPORT_HINT}",
             candidate.display()
         ))
     }

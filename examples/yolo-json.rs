@@ -6,8 +6,10 @@
 //! tracked detections carry `"track_id": n`.
 //!
 //! ```text
-//! cargo run --release --example yolo-json -- <file or URI> [--model PATH] [--conf X] [--iou X] [--track]
+//! cargo run --release --example yolo-json -- <file or URI> [--model PATH] [--conf X] [--iou X]
+//!     [--track] [--set PROPERTY=VALUE]...
 //! ```
+//! `--set` sets any other yolodetect property, e.g. `--set chroma-upsampling=nearest`.
 //! The model defaults to `$GST_YOLO_MODEL`, then `../shared/models/yolov8n.onnx`. Works for a
 //! still image (JPEG, PNG) as well as video. Exits non-zero with the bus error on failure.
 
@@ -23,12 +25,15 @@ struct Args {
     conf: Option<f32>,
     iou: Option<f32>,
     track: bool,
+    /// Other yolodetect properties, as `name=value`.
+    set: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut input, mut model, mut conf, mut iou) = (None, None, None, None);
     let mut track = false;
+    let mut set = Vec::new();
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -42,6 +47,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--iou" => iou = Some(val("--iou")?.parse().map_err(|_| "--iou takes a number")?),
             "--track" => track = true,
+            "--set" => {
+                let kv = val("--set")?;
+                let (k, v) = kv.split_once('=').ok_or("--set takes PROPERTY=VALUE")?;
+                set.push((k.to_string(), v.to_string()));
+            }
             "-h" | "--help" => return Err(String::new()),
             _ if input.is_none() => input = Some(a),
             _ => return Err(format!("unexpected argument {a}")),
@@ -53,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         conf,
         iou,
         track,
+        set,
     })
 }
 
@@ -102,6 +113,12 @@ fn run(args: Args) -> Result<(), String> {
         det = det.property("iou-threshold", i);
     }
     let det = det.build().map_err(|e| e.to_string())?;
+    for (k, v) in &args.set {
+        if det.find_property(k).is_none() {
+            return Err(format!("yolodetect has no property {k}"));
+        }
+        det.set_property_from_str(k, v);
+    }
     let sink = gst_app::AppSink::builder().sync(false).build();
     let mut chain = vec![convert.clone(), det];
     if args.track {
@@ -199,7 +216,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_empty() => {
             eprintln!(
-                "usage: yolo-json <file or URI> [--model PATH] [--conf X] [--iou X] [--track]"
+                "usage: yolo-json <file or URI> [--model PATH] [--conf X] [--iou X] [--track] [--set PROPERTY=VALUE]..."
             );
             ExitCode::from(2)
         }

@@ -4,7 +4,8 @@
 #   FRAMES            stop after about this many frames: meant for live sources (RTSP, cameras);
 #                     files end by themselves (an early stop there can stall hlssink2)
 #   SINK              replaces the sample's final sink, e.g. SINK="fakesink silent=false"
-#   GST_LAUNCH_FLAGS  extra gst-launch-1.0 flags, e.g. -v to print each buffer's metas
+#   GST_LAUNCH_FLAGS  extra gst-launch-1.0 flags, e.g. -v with SINK="fakesink silent=false" to
+#                     print each buffer's metas (-v alone prints caps only)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${GST_YOLO_SHARED:-$REPO/../shared}
 

@@ -3,6 +3,9 @@
 """Python half of scripts/bench.sh (run inside .bench/venv).
 
   ultralytics MODEL VIDEO THREADS OUT.jsonl   Ultralytics `predict` over VIDEO, timed; boxes to OUT
+  opencv MODEL VIDEO OUT.jsonl                the reference pipeline (shared/reference/make_reference.py:
+                                              OpenCV's FFmpeg reader, letterbox, ONNX Runtime, NMS) on
+                                              every frame of VIDEO: Ultralytics' boxes without torch
   match OURS.jsonl THEIRS.jsonl               how many of THEIR boxes ours match (class, IoU >= 0.9)
   quantize MODEL OUTDIR CALIB_IMAGE...        INT8 models: dynamic and static QDQ (calibrated)
   accuracy REFERENCE.json MEDIA_DIR NAME=JSONL...  each model's detections vs the fp32 reference
@@ -95,6 +98,46 @@ def iou(a, b):
     inter = ix * iy
     ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / ua if ua > 0 else 0.0
+
+
+def opencv_reference(model, video, out):
+    """Every frame of `video` through the reference script's pre- and post-processing (needs
+    numpy, opencv-python-headless and onnxruntime; $GST_YOLO_SHARED or ../shared)."""
+    import cv2
+    import numpy as np
+    import onnxruntime as ort
+    here = os.path.dirname(os.path.abspath(__file__))
+    shared = os.environ.get("GST_YOLO_SHARED", os.path.join(here, "..", "..", "shared"))
+    sys.path.insert(0, os.path.join(shared, "reference"))
+    import make_reference as ref
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    cap = cv2.VideoCapture(video)
+    n = 0
+    with open(out, "w") as f:
+        while True:
+            ok, im0 = cap.read()
+            if not ok:
+                break
+            h0, w0 = im0.shape[:2]
+            im, r, (px, py) = ref.letterbox(im0)
+            x = np.ascontiguousarray(im[:, :, ::-1].transpose(2, 0, 1))[None].astype(np.float32) / 255.0
+            p = sess.run(None, {sess.get_inputs()[0].name: x})[0][0].T
+            cls, sc = p[:, 4:].argmax(1), p[:, 4:].max(1)
+            m = sc > 0.25
+            p, cls, sc = p[m], cls[m], sc[m]
+            b = np.stack([p[:, 0] - p[:, 2] / 2, p[:, 1] - p[:, 3] / 2,
+                          p[:, 0] + p[:, 2] / 2, p[:, 1] + p[:, 3] / 2], 1)
+            keep = sorted(ref.nms(b + cls[:, None] * 7680.0, sc, 0.7), key=lambda i: -sc[i])[:300]
+            dets = []
+            for i in keep:
+                x1, y1, x2, y2 = (b[i] - [px, py, px, py]) / r
+                dets.append({"class_id": int(cls[i]), "confidence": float(sc[i]),
+                             "box": [float(np.clip(x1, 0, w0)), float(np.clip(y1, 0, h0)),
+                                     float(np.clip(x2, 0, w0)), float(np.clip(y2, 0, h0))]})
+            f.write(json.dumps({"frame": n, "detections": dets}) + "\n")
+            n += 1
+    print(f"opencv reference: {n} frames of {video} with OpenCV {cv2.__version__}, "
+          f"onnxruntime {ort.__version__}")
 
 
 def load_frames(path):
@@ -367,7 +410,8 @@ def report(path):
 
 
 if __name__ == "__main__":
-    cmds = {"ultralytics": ultralytics_predict, "match": match, "quantize": quantize,
+    cmds = {"ultralytics": ultralytics_predict, "opencv": opencv_reference, "match": match,
+            "quantize": quantize,
             "accuracy": accuracy, "report": report}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(__doc__)

@@ -94,3 +94,79 @@ pub struct PlaneMut<'a> {
     pub data: &'a mut [u8],
     pub stride: usize,
 }
+
+/// Bytes one plane of a `width` x `height` frame needs: `(row_bytes, rows)`. Planes past
+/// `layout.n_planes()` need nothing.
+pub fn plane_rows(layout: PixelLayout, width: u32, height: u32, plane: usize) -> (usize, usize) {
+    let (w, h) = (width as usize, height as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    match (layout, plane) {
+        (PixelLayout::I420 | PixelLayout::Nv12, 0) => (w, h),
+        (PixelLayout::I420, 1 | 2) => (cw, ch),
+        (PixelLayout::Nv12, 1) => (cw.saturating_mul(2), ch),
+        (_, 0) => {
+            let bpp = layout.packed_rgb().map_or(4, |p| p.0);
+            (w.saturating_mul(bpp), h)
+        }
+        _ => (0, 0),
+    }
+}
+
+/// Checks one plane's stride against the bytes mapped from its start and returns how many bytes
+/// of it pre-processing and drawing may touch (`stride * (rows - 1) + row_bytes`). A buffer's
+/// `GstVideoMeta` may claim any stride; GStreamer maps the frame without checking it, so this
+/// runs before any pixel is read or written.
+pub fn plane_extent(
+    layout: PixelLayout,
+    width: u32,
+    height: u32,
+    plane: usize,
+    stride: i64,
+    mapped: usize,
+) -> Result<usize, String> {
+    let (row_bytes, rows) = plane_rows(layout, width, height, plane);
+    if rows == 0 {
+        return Ok(0);
+    }
+    let stride =
+        usize::try_from(stride).map_err(|_| format!("plane {plane}: negative stride {stride}"))?;
+    if stride < row_bytes {
+        return Err(format!(
+            "plane {plane}: stride {stride} is smaller than a row of {row_bytes} bytes"
+        ));
+    }
+    let needed = stride
+        .checked_mul(rows - 1)
+        .and_then(|b| b.checked_add(row_bytes))
+        .ok_or_else(|| format!("plane {plane}: stride {stride} overflows"))?;
+    if needed > mapped {
+        return Err(format!(
+            "plane {plane}: stride {stride} x {rows} rows needs {needed} bytes but the buffer \
+             maps only {mapped} from the plane's start (bad GstVideoMeta?)"
+        ));
+    }
+    Ok(needed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plane_extent_rejects_strides_past_the_buffer() {
+        // 48x64 RGB is 9216 bytes; a 16 MiB stride must be refused, not trusted.
+        assert_eq!(
+            plane_extent(PixelLayout::Rgb, 48, 64, 0, 144, 9216),
+            Ok(9216)
+        );
+        let e = plane_extent(PixelLayout::Rgb, 48, 64, 0, 16 << 20, 9216).unwrap_err();
+        assert!(e.contains("16777216") && e.contains("9216"), "{e}");
+        assert!(plane_extent(PixelLayout::Rgb, 48, 64, 0, 100, 9216).is_err());
+        assert!(plane_extent(PixelLayout::Rgb, 48, 64, 0, -144, 9216).is_err());
+        assert!(plane_extent(PixelLayout::Rgb, 48, 64, 0, i64::MAX, usize::MAX).is_err());
+        // Chroma planes of odd sizes round up.
+        assert_eq!(plane_extent(PixelLayout::I420, 5, 3, 1, 3, 6), Ok(6));
+        assert_eq!(plane_extent(PixelLayout::Nv12, 5, 3, 1, 6, 12), Ok(12));
+        assert_eq!(plane_extent(PixelLayout::Nv12, 5, 3, 2, 0, 0), Ok(0));
+    }
+}

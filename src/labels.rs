@@ -64,6 +64,45 @@ pub fn parse_label_file(text: &str) -> Result<Vec<String>, LabelError> {
         .collect()
 }
 
+/// Largest label file accepted: 10,000 classes of 100 bytes is far beyond any real model.
+pub const MAX_LABEL_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a label file for [`parse_label_file`]. Only a regular file of at most
+/// [`MAX_LABEL_FILE_BYTES`] is read: a device such as `/dev/zero` would be read forever and a
+/// FIFO would block the state change until a writer shows up. The read itself is capped too, as
+/// the file may grow between the check and the read.
+pub fn read_label_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("it is a directory, not a text file with one class name per line".into());
+    }
+    if !meta.is_file() {
+        return Err(
+            "it is not a regular file (a device, FIFO or socket): give a text file with one \
+             class name per line"
+                .into(),
+        );
+    }
+    let too_big = || {
+        format!(
+            "it is larger than {} KiB; a label file has one class name per line",
+            MAX_LABEL_FILE_BYTES / 1024
+        )
+    };
+    if meta.len() > MAX_LABEL_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_LABEL_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_LABEL_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+}
+
 /// Parses Ultralytics' `names` metadata, a Python dict literal like
 /// `{0: 'person', 1: 'bicycle', 2: "it's"}` (both quote styles, Python escapes). Keys must be
 /// exactly 0..n (any order); quoted keys (JSON style) and a plain list `['a', 'b']` are also
@@ -362,5 +401,33 @@ mod tests {
         assert!(e.contains(" 2 ") && e.contains("80"), "{e}");
         let e = check_count(&labels, 1).unwrap_err().to_string();
         assert!(e.contains(" 2 ") && e.contains(" 1"), "{e}");
+    }
+
+    #[test]
+    fn read_label_file_refuses_devices_fifos_directories_and_huge_files() {
+        let dir = std::env::temp_dir().join(format!("gst-yolo-labels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("ok.txt");
+        std::fs::write(&ok, "a\nb\n").unwrap();
+        assert_eq!(read_label_file(&ok).unwrap(), "a\nb\n");
+
+        // /dev/zero used to be read until memory ran out.
+        let e = read_label_file(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        // A FIFO used to block forever waiting for a writer.
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let e = read_label_file(&fifo).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = read_label_file(&dir).unwrap_err();
+        assert!(e.contains("directory"), "{e}");
+        let big = dir.join("big.txt");
+        std::fs::write(&big, vec![b'a'; MAX_LABEL_FILE_BYTES as usize + 1]).unwrap();
+        let e = read_label_file(&big).unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
+        assert!(read_label_file(&dir.join("missing.txt")).is_err());
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

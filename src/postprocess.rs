@@ -53,6 +53,33 @@ pub enum HeadLayout {
     EndToEnd { max_detections: usize },
 }
 
+/// What a model's Ultralytics metadata says about its head (see [`HeadLayout::detect_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadHints {
+    /// Model input (width, height).
+    pub input: Option<(u32, u32)>,
+    /// The largest stride (`stride` metadata), 32 for P3-P5 heads.
+    pub stride: Option<u32>,
+}
+
+impl HeadHints {
+    /// Anchors of a one-anchor-per-cell head over strides 8, 16, .., `stride`; `None` without
+    /// both hints or with a stride that is not a power of two of at least 8.
+    pub fn anchors(&self) -> Option<usize> {
+        let ((w, h), top) = (self.input?, self.stride?);
+        if top < 8 || !top.is_power_of_two() || w == 0 || h == 0 {
+            return None;
+        }
+        let mut n = 0usize;
+        let mut s = 8u32;
+        while s <= top {
+            n = n.checked_add((w.div_ceil(s) as usize).checked_mul(h.div_ceil(s) as usize)?)?;
+            s = s.checked_mul(2)?;
+        }
+        Some(n)
+    }
+}
+
 /// Why an output shape can't be decoded. Display names the shape found and the supported ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeadError {
@@ -196,6 +223,38 @@ impl HeadLayout {
         }))
     }
 
+    /// Like [`HeadLayout::detect`], but first uses what an Ultralytics export's metadata implies:
+    /// a detection head over strides 8, 16, .. up to `hints.stride` has one anchor per grid cell
+    /// of each level (YOLOv8/YOLO11) or three (YOLOv5). An output whose anchor dimension equals
+    /// that count is read that way, which the shape alone cannot do for small inputs: at 32x32
+    /// yolov8n outputs `[1, 84, 21]` (more rows than anchors) and at 64x64 `[1, 84, 84]`.
+    pub fn detect_with(
+        shape: &[i64],
+        num_names: Option<usize>,
+        hints: &HeadHints,
+    ) -> Result<HeadLayout, HeadError> {
+        if let (Some(na), [_, d1, d2]) = (hints.anchors(), shape)
+            && *d1 > 0
+            && *d2 > 0
+        {
+            let (d1, d2) = (*d1 as usize, *d2 as usize);
+            let fits = |c: usize| num_names.filter(|&n| n > 0).is_none_or(|n| n == c);
+            if d2 == na && d1 > 4 && fits(d1 - 4) {
+                return Ok(HeadLayout::Anchors {
+                    num_classes: d1 - 4,
+                    num_anchors: na,
+                });
+            }
+            if Some(d1) == na.checked_mul(3) && d2 > 5 && fits(d2 - 5) {
+                return Ok(HeadLayout::AnchorsObjectness {
+                    num_classes: d2 - 5,
+                    num_anchors: d1,
+                });
+            }
+        }
+        Self::detect(shape, num_names)
+    }
+
     /// Class count implied by the shape; `None` for end-to-end heads (not in their shape).
     pub fn num_classes(&self) -> Option<usize> {
         match *self {
@@ -205,18 +264,19 @@ impl HeadLayout {
         }
     }
 
-    /// Number of f32 values of one batch item's output.
+    /// Number of f32 values of one batch item's output (saturating: a shape read from a model
+    /// may be absurd, and then no data is long enough).
     pub fn item_len(&self) -> usize {
         match *self {
             HeadLayout::Anchors {
                 num_classes,
                 num_anchors,
-            } => (4 + num_classes) * num_anchors,
+            } => num_classes.saturating_add(4).saturating_mul(num_anchors),
             HeadLayout::AnchorsObjectness {
                 num_classes,
                 num_anchors,
-            } => (5 + num_classes) * num_anchors,
-            HeadLayout::EndToEnd { max_detections } => 6 * max_detections,
+            } => num_classes.saturating_add(5).saturating_mul(num_anchors),
+            HeadLayout::EndToEnd { max_detections } => max_detections.saturating_mul(6),
         }
     }
 
@@ -226,11 +286,17 @@ impl HeadLayout {
             HeadLayout::Anchors {
                 num_classes,
                 num_anchors,
-            } => format!("YOLOv8/YOLO11 [B, {}, {num_anchors}]", 4 + num_classes),
+            } => format!(
+                "YOLOv8/YOLO11 [B, {}, {num_anchors}]",
+                num_classes.saturating_add(4)
+            ),
             HeadLayout::AnchorsObjectness {
                 num_classes,
                 num_anchors,
-            } => format!("YOLOv5 [B, {num_anchors}, {}]", 5 + num_classes),
+            } => format!(
+                "YOLOv5 [B, {num_anchors}, {}]",
+                num_classes.saturating_add(5)
+            ),
             HeadLayout::EndToEnd { max_detections } => {
                 format!("end-to-end [B, {max_detections}, 6]")
             }
@@ -326,7 +392,13 @@ impl Postprocessor {
         out.clear();
         self.cands.clear();
         self.keep.clear();
-        if data.len() < layout.item_len() || params.max_detections == 0 {
+        // A layout without classes or anchors has nothing to score (and no row to read): only
+        // a hand-built layout can be one, `detect` never returns it.
+        if data.len() < layout.item_len()
+            || layout.item_len() == 0
+            || params.max_detections == 0
+            || layout.num_classes() == Some(0)
+        {
             return;
         }
         let data = &data[..layout.item_len()];
@@ -382,7 +454,9 @@ impl Postprocessor {
                 continue;
             }
             let b = xywh2xyxy(data[a], data[na + a], data[2 * na + a], data[3 * na + a]);
-            self.cands.push(Candidate::new(b, score, class, a));
+            if finite_box(&b) {
+                self.cands.push(Candidate::new(b, score, class, a));
+            }
         }
     }
 
@@ -409,7 +483,9 @@ impl Postprocessor {
                 continue;
             }
             let b = xywh2xyxy(row[0], row[1], row[2], row[3]);
-            self.cands.push(Candidate::new(b, score, class, a));
+            if finite_box(&b) {
+                self.cands.push(Candidate::new(b, score, class, a));
+            }
         }
     }
 
@@ -425,12 +501,10 @@ impl Postprocessor {
             if !class_wanted(p, class) {
                 continue;
             }
-            self.cands.push(Candidate::new(
-                [row[0], row[1], row[2], row[3]],
-                score,
-                class,
-                i,
-            ));
+            let b = [row[0], row[1], row[2], row[3]];
+            if finite_box(&b) {
+                self.cands.push(Candidate::new(b, score, class, i));
+            }
         }
     }
 
@@ -513,10 +587,17 @@ fn fallback_label(cache: &mut Vec<Option<Arc<str>>>, class: u32) -> Arc<str> {
         .clone()
 }
 
-/// `score > conf`, false for NaN (written as a function so the negation reads plainly).
+/// `score > conf`, false for NaN and infinities: a broken model's non-finite outputs must not
+/// become full-frame detections.
 #[inline]
 fn passes(score: f32, conf: f32) -> bool {
-    score > conf
+    score > conf && score.is_finite()
+}
+
+/// Whether all four box coordinates are finite numbers.
+#[inline]
+fn finite_box(b: &[f32; 4]) -> bool {
+    b.iter().all(|v| v.is_finite())
 }
 
 #[inline]
@@ -1162,5 +1243,117 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn metadata_resolves_small_input_heads() {
+        let hints = |side: u32| HeadHints {
+            input: Some((side, side)),
+            stride: Some(32),
+        };
+        assert_eq!(hints(640).anchors(), Some(8400));
+        assert_eq!(hints(32).anchors(), Some(21));
+        // yolov8n at 32x32 was taken for YOLOv5 and at 64x64 called ambiguous.
+        assert!(HeadLayout::detect(&[1, 84, 21], Some(80)).is_err());
+        assert!(HeadLayout::detect(&[1, 84, 84], Some(80)).is_err());
+        let v8 = |na| HeadLayout::Anchors {
+            num_classes: 80,
+            num_anchors: na,
+        };
+        assert_eq!(
+            HeadLayout::detect_with(&[1, 84, 21], Some(80), &hints(32)),
+            Ok(v8(21))
+        );
+        assert_eq!(
+            HeadLayout::detect_with(&[1, 84, 84], Some(80), &hints(64)),
+            Ok(v8(84))
+        );
+        assert_eq!(
+            HeadLayout::detect_with(&[1, 84, 8400], Some(80), &hints(640)),
+            Ok(v8(8400))
+        );
+        // YOLOv5 at 64x64: 3 anchors per cell.
+        assert_eq!(
+            HeadLayout::detect_with(&[1, 252, 85], Some(80), &hints(64)),
+            Ok(HeadLayout::AnchorsObjectness {
+                num_classes: 80,
+                num_anchors: 252
+            })
+        );
+        // End-to-end heads and shapes the hints do not explain fall back to the shape rules.
+        assert_eq!(
+            HeadLayout::detect_with(&[1, 300, 6], Some(80), &hints(640)),
+            Ok(HeadLayout::EndToEnd {
+                max_detections: 300
+            })
+        );
+        assert!(HeadLayout::detect_with(&[1, 84, 84], Some(80), &HeadHints::default()).is_err());
+        // Hints that cannot be right are ignored.
+        let odd = HeadHints {
+            input: Some((64, 64)),
+            stride: Some(33),
+        };
+        assert_eq!(odd.anchors(), None);
+    }
+
+    #[test]
+    fn non_finite_outputs_give_no_detections() {
+        let p = PostParams::default();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            // Every value non-finite: used to be full-frame boxes of confidence 1.0.
+            let t = V8::new(3, 50);
+            let all_bad = vec![bad; t.data.len()];
+            assert!(run(t.layout(), &all_bad, &p).is_empty(), "{bad}");
+            // A good box with a non-finite coordinate is dropped; the good one stays.
+            let mut t = V8::new(3, 50);
+            t.set(0, [10.0, 10.0, 50.0, 50.0], 1, 0.9);
+            t.set(1, [100.0, 100.0, 150.0, 150.0], 2, 0.8);
+            t.data[1] = bad;
+            let dets = run(t.layout(), &t.data, &p);
+            assert_eq!(dets.len(), 1, "{bad}: {dets:?}");
+            assert_eq!(dets[0].class_id, 1);
+            // A non-finite score is dropped whatever the box.
+            let mut t = V8::new(3, 50);
+            t.set(0, [10.0, 10.0, 50.0, 50.0], 1, 0.9);
+            t.data[(4 + 1) * 50] = bad;
+            assert!(run(t.layout(), &t.data, &p).is_empty(), "{bad}");
+            // End-to-end rows.
+            let (l, d) = e2e(
+                &[
+                    [1.0, 1.0, 5.0, bad, 0.9, 0.0],
+                    [1.0, 1.0, 5.0, 5.0, bad, 0.0],
+                ],
+                2,
+            );
+            assert!(run(l, &d, &p).is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn layouts_without_classes_give_nothing() {
+        // Found by tests/fuzz.rs: these read past the end of each row, or chunked by zero.
+        let p = PostParams::default();
+        let one = |layout| run(layout, &[0.5; 64], &p);
+        assert!(
+            one(HeadLayout::Anchors {
+                num_classes: 1,
+                num_anchors: 0
+            })
+            .is_empty()
+        );
+        assert!(
+            one(HeadLayout::AnchorsObjectness {
+                num_classes: 0,
+                num_anchors: 1
+            })
+            .is_empty()
+        );
+        assert!(
+            one(HeadLayout::Anchors {
+                num_classes: 0,
+                num_anchors: 4
+            })
+            .is_empty()
+        );
     }
 }

@@ -22,7 +22,9 @@
 //! identical, bit for bit, for the ten reference PNGs and ~450 random geometries.
 //!
 //! I420 and NV12 are resized in YUV (luma with the tables above, chroma with its own tables
-//! on the half-resolution planes, i.e. bilinear chroma upsampling with centred chroma siting)
+//! on the half-resolution planes, i.e. bilinear chroma upsampling with centred chroma siting;
+//! or, with [`ChromaUpsampling::Nearest`], the luma tables pointed at each luma pixel's chroma
+//! sample, which is what FFmpeg's swscale fast path, and so OpenCV's video reader, does)
 //! and converted to RGB at output resolution, keeping two fractional bits from the resize; the
 //! result is rounded to an 8-bit level like a decoded RGB image would be. Since the conversion
 //! is linear this equals "convert, then resize" except for clamping and rounding, and it costs
@@ -39,6 +41,18 @@ use crate::frame::{FrameRef, PixelLayout, Plane, YuvColor, YuvMatrix};
 const COEF_SCALE: f32 = (1 << 11) as f32;
 /// Ultralytics' letterbox border value.
 pub const PAD_VALUE: u8 = 114;
+
+/// How 4:2:0 chroma (I420, NV12) is brought to luma resolution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ChromaUpsampling {
+    /// Bilinear, chroma sited between its 2x2 luma pixels: the better-looking image.
+    #[default]
+    Bilinear,
+    /// Each chroma sample repeated over its 2x2 luma pixels, as FFmpeg's swscale converts
+    /// yuv420p to RGB in OpenCV's video reader, and so in Ultralytics on video: boxes agree
+    /// more closely with theirs.
+    Nearest,
+}
 
 /// Letterbox geometry: where the scaled frame lies inside the model input.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -298,6 +312,7 @@ pub struct Preprocessor {
     yt: Vec<Tap>,
     /// 4:2:0 chroma-plane taps.
     cxt: Vec<Tap>,
+    chroma: ChromaUpsampling,
     cyt: Vec<Tap>,
     rows: RowPair,
     crows: RowPair,
@@ -314,6 +329,19 @@ impl fmt::Debug for Preprocessor {
 impl Preprocessor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Chooses how 4:2:0 chroma is upsampled (bilinear by default).
+    pub fn set_chroma_upsampling(&mut self, chroma: ChromaUpsampling) {
+        if chroma != self.chroma {
+            self.chroma = chroma;
+            // The chroma tables depend on it: rebuild them on the next frame.
+            self.lb = None;
+        }
+    }
+
+    pub fn chroma_upsampling(&self) -> ChromaUpsampling {
+        self.chroma
     }
 
     /// Letterboxes `frame` into `out` (length >= `3 * dst_w * dst_h`, NCHW planar R, G, B,
@@ -400,10 +428,27 @@ impl Preprocessor {
                 let sy = 1.0 / (lb.new_h as f64 / h as f64);
                 x_taps(w, lb.new_w, sx, &mut self.xt);
                 y_taps(h, lb.new_h, sy, &mut self.yt);
-                // Chroma sample k is centred on luma 2k + 0.5, so chroma coordinates are luma
-                // ones halved with the same half-pixel convention.
-                x_taps(w.div_ceil(2), lb.new_w, sx / 2.0, &mut self.cxt);
-                y_taps(h.div_ceil(2), lb.new_h, sy / 2.0, &mut self.cyt);
+                match self.chroma {
+                    // Chroma sample k is centred on luma 2k + 0.5, so chroma coordinates are
+                    // luma ones halved with the same half-pixel convention.
+                    ChromaUpsampling::Bilinear => {
+                        x_taps(w.div_ceil(2), lb.new_w, sx / 2.0, &mut self.cxt);
+                        y_taps(h.div_ceil(2), lb.new_h, sy / 2.0, &mut self.cyt);
+                    }
+                    // Luma pixel i takes chroma sample i / 2: the luma taps, halved, blend
+                    // exactly the chroma an upsampled-then-resized RGB image would.
+                    ChromaUpsampling::Nearest => {
+                        let half = |t: &Tap| Tap {
+                            i0: t.i0 / 2,
+                            i1: t.i1 / 2,
+                            ..*t
+                        };
+                        self.cxt.clear();
+                        self.cxt.extend(self.xt.iter().map(half));
+                        self.cyt.clear();
+                        self.cyt.extend(self.yt.iter().map(half));
+                    }
+                }
                 self.lb = Some(lb);
                 lb
             }
@@ -1147,6 +1192,42 @@ mod tests {
                 assert_level(&out, w, h, x, y, want, 0.0);
             }
         }
+    }
+
+    #[test]
+    fn nearest_chroma_repeats_each_sample_over_its_2x2_pixels() {
+        let color = YuvColor::default();
+        let mut yuv = Yuv::flat(8, 8, 128, 128, 128);
+        // A different blue-difference value per chroma sample.
+        for (i, u) in yuv.u.iter_mut().enumerate() {
+            *u = 40 + 12 * i as u8;
+        }
+        let p = yuv.i420(0);
+        let frame = i420_frame(&yuv, &p, 0, color);
+        let mut out = vec![f32::NAN; 3 * 64];
+        let mut pre = Preprocessor::new();
+        pre.set_chroma_upsampling(ChromaUpsampling::Nearest);
+        let lb = pre.run(&frame, 8, 8, &mut out).unwrap();
+        assert_eq!((lb.new_w, lb.new_h, lb.pad_left, lb.pad_top), (8, 8, 0, 0));
+        for y in 0..8 {
+            for x in 0..8 {
+                let u = yuv.u[(y / 2 * 4 + x / 2) as usize] as f64;
+                let want = yuv_to_rgb(128.0, u, 128.0, color).map(|v| v.round());
+                assert_level(&out, 8, 8, x, y, want, 1.0);
+            }
+        }
+        // Bilinear blends neighbouring samples: the same frame gives other values.
+        pre.set_chroma_upsampling(ChromaUpsampling::Bilinear);
+        let mut bilinear = vec![f32::NAN; 3 * 64];
+        pre.run(&frame, 8, 8, &mut bilinear).unwrap();
+        assert_ne!(out, bilinear);
+        // NV12 gives the same as I420.
+        let p2 = yuv.nv12(0);
+        let mut nv12 = vec![f32::NAN; 3 * 64];
+        pre.set_chroma_upsampling(ChromaUpsampling::Nearest);
+        pre.run(&nv12_frame(&yuv, &p2, 0, color), 8, 8, &mut nv12)
+            .unwrap();
+        assert_eq!(out, nv12);
     }
 
     #[test]

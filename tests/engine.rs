@@ -101,10 +101,13 @@ fn auto_says_why_it_passed_over_the_gpu_providers() {
 }
 
 #[test]
+#[ignore = "needs a GPU: run with GST_YOLO_TEST_PROVIDER=cuda and --ignored"]
 fn cuda_graph_needs_static_shapes() {
-    if provider() != Provider::Cuda {
-        return;
-    }
+    assert_eq!(
+        provider(),
+        Provider::Cuda,
+        "set GST_YOLO_TEST_PROVIDER=cuda to run this GPU test"
+    );
     let mut cfg = EngineConfig::new(common::model("yolov8n-dynamic.onnx"));
     cfg.provider = Provider::Cuda;
     cfg.cuda.cuda_graph = true;

@@ -2,7 +2,7 @@
 //! What can go wrong in the engine, with messages that say how to fix it.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::Provider;
 use super::runtime::ORT_INSTALL_SUBDIR;
@@ -59,15 +59,18 @@ impl fmt::Display for EngineError {
             }
             EngineError::ModelNotFound(p) => write!(
                 f,
-                "model file {} does not exist: set the `model` property to a YOLO ONNX file \
+                "model file {} {}: set the `model` property to a YOLO ONNX file \
                  (export one with `yolo export model=yolov8n.pt format=onnx`)",
-                p.display()
+                p.display(),
+                not_a_file_because(p)
             ),
             EngineError::ModelLoad { path, reason } => write!(
                 f,
-                "ONNX Runtime could not load model {}: {reason}. Is the file complete and an ONNX \
+                "ONNX Runtime could not load model {}: {}. Is the file complete and an ONNX \
                  model? Re-export it with `yolo export format=onnx`",
-                path.display()
+                path.display(),
+                // ONNX Runtime's messages often end in a full stop of their own.
+                reason.trim_end().trim_end_matches('.')
             ),
             EngineError::NotADetector { path, reason } => write!(
                 f,
@@ -98,3 +101,43 @@ impl fmt::Display for EngineError {
 }
 
 impl std::error::Error for EngineError {}
+
+/// Why `p` is not a model file: missing, a directory, or something other than a regular file.
+fn not_a_file_because(p: &Path) -> &'static str {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => "is a directory, not a file",
+        Ok(m) if !m.is_file() => "is not a regular file (a device, FIFO or socket)",
+        Ok(_) => "could not be read",
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            "cannot be accessed (permission denied)"
+        }
+        Err(_) => "does not exist",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_not_found_says_what_the_path_is() {
+        let dir = std::env::temp_dir();
+        let e = EngineError::ModelNotFound(dir.clone()).to_string();
+        assert!(e.contains("is a directory"), "{e}");
+        let e = EngineError::ModelNotFound("/dev/null".into()).to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = EngineError::ModelNotFound(dir.join("no-such-model-here.onnx")).to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn model_load_has_one_full_stop() {
+        let e = EngineError::ModelLoad {
+            path: "m.onnx".into(),
+            reason: "Protobuf parsing failed.".into(),
+        }
+        .to_string();
+        assert!(e.contains("Protobuf parsing failed. Is the file"), "{e}");
+        assert!(!e.contains(".."), "{e}");
+    }
+}

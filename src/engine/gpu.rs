@@ -19,11 +19,16 @@ pub const TRT_PROVIDER_LIB: &str = "libonnxruntime_providers_tensorrt.so";
 
 /// `$XDG_CACHE_HOME/gst-yolo/tensorrt` (or `~/.cache/...`); `None` without either variable.
 pub fn default_trt_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
+    trt_cache_dir_from(|k| std::env::var_os(k))
+}
+
+/// [`default_trt_cache_dir`] with the environment passed in (tests need not set variables).
+fn trt_cache_dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    env("XDG_CACHE_HOME")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
-            std::env::var_os("HOME")
+            env("HOME")
                 .filter(|p| !p.is_empty())
                 .map(|h| PathBuf::from(h).join(".cache"))
         })
@@ -372,8 +377,21 @@ mod tests {
 
     #[test]
     fn default_cache_dir_ends_in_the_project_subdir() {
-        if let Some(d) = default_trt_cache_dir() {
-            assert!(d.ends_with(TRT_CACHE_SUBDIR));
-        }
+        let env = |xdg: &'static str, home: &'static str| {
+            move |k: &str| match k {
+                "XDG_CACHE_HOME" => Some(xdg.into()),
+                "HOME" => Some(home.into()),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            trt_cache_dir_from(env("/c", "/h")),
+            Some(PathBuf::from("/c").join(TRT_CACHE_SUBDIR))
+        );
+        assert_eq!(
+            trt_cache_dir_from(env("", "/h")),
+            Some(PathBuf::from("/h/.cache").join(TRT_CACHE_SUBDIR))
+        );
+        assert_eq!(trt_cache_dir_from(env("", "")), None);
     }
 }

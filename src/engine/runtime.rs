@@ -36,14 +36,20 @@ pub(super) struct Runtime {
 /// The candidates, in order: `ORT_DYLIB_PATH` alone if set; else the project's install
 /// location, then the system's library by name.
 pub fn runtime_candidates() -> Vec<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+    candidates_from(|k| std::env::var_os(k))
+}
+
+/// [`runtime_candidates`] with the environment passed in, so tests need not set process-wide
+/// variables.
+fn candidates_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    if let Some(p) = env("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return vec![PathBuf::from(p)];
     }
     let mut v = Vec::new();
-    let data_home = std::env::var_os("XDG_DATA_HOME")
+    let data_home = env("XDG_DATA_HOME")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".local/share")));
     if let Some(d) = data_home {
         v.push(d.join(ORT_INSTALL_SUBDIR).join(ORT_LIB_NAME));
     }
@@ -96,10 +102,42 @@ mod tests {
 
     #[test]
     fn candidates_honour_ort_dylib_path_alone() {
-        // Only reads the environment; no library is loaded.
-        let c = runtime_candidates();
-        assert!(!c.is_empty());
-        assert!(c.last().unwrap().ends_with(ORT_LIB_NAME));
+        /// A fake environment of `vars`.
+        fn env<'a>(
+            vars: &'a [(&'a str, &'a str)],
+        ) -> impl Fn(&str) -> Option<std::ffi::OsString> + 'a {
+            move |k| {
+                vars.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        }
+        let set = [
+            ("ORT_DYLIB_PATH", "/opt/ort/libonnxruntime.so.1"),
+            ("HOME", "/home/u"),
+        ];
+        assert_eq!(
+            candidates_from(env(&set)),
+            [PathBuf::from("/opt/ort/libonnxruntime.so.1")]
+        );
+        // Unset or empty: the install location under XDG_DATA_HOME (else HOME), then the
+        // system-wide ones.
+        for vars in [
+            &[("HOME", "/home/u")][..],
+            &[("ORT_DYLIB_PATH", ""), ("HOME", "/home/u")],
+        ] {
+            let c = candidates_from(env(vars));
+            assert_eq!(
+                c[0],
+                PathBuf::from("/home/u/.local/share")
+                    .join(ORT_INSTALL_SUBDIR)
+                    .join(ORT_LIB_NAME)
+            );
+            assert_eq!(c.last(), Some(&PathBuf::from(ORT_LIB_NAME)));
+            assert_eq!(c.len(), 3);
+        }
+        let c = candidates_from(env(&[("XDG_DATA_HOME", "/data"), ("HOME", "/home/u")]));
+        assert!(c[0].starts_with("/data"), "{c:?}");
     }
 
     #[test]

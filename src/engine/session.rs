@@ -12,13 +12,12 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
 use super::binding::{DeviceIo, Memory};
-use super::model::{read_model_info, static_output_shape};
+use super::model::{alloc_input, detect_head, read_model_info, static_output_shape};
 use super::providers::{
     TrtSetup, check_available, cuda_ep, cuda_options, prepare_tensorrt, provider_error, tensorrt_ep,
 };
 use super::runtime::{Runtime, runtime};
 use super::{EngineConfig, EngineError, IoBindingMode, ModelInfo, Provider};
-use crate::postprocess::HeadLayout;
 
 /// Something that happened to an engine after it started, for the element to report.
 #[derive(Clone, Debug, PartialEq)]
@@ -219,9 +218,13 @@ impl Engine {
             ));
         }
         let input_len = 3 * info.input_width as usize * info.input_height as usize;
+        let inputs = [
+            alloc_input(input_len, &cfg.model)?,
+            alloc_input(input_len, &cfg.model)?,
+        ];
         let mut engine = Engine {
             io: Io::Host(HostIo {
-                inputs: [vec![0.0; input_len], vec![0.0; input_len]],
+                inputs,
                 outputs: [Vec::new(), Vec::new()],
                 out_shape: Vec::new(),
                 has_last: false,
@@ -639,8 +642,7 @@ impl Engine {
         self.input_mut()
             .fill(crate::preprocess::PAD_VALUE as f32 / 255.0);
         let shape = self.run_input(|s, _| s.to_vec())?;
-        let num_names = self.info.names.as_ref().map(Vec::len);
-        let head = HeadLayout::detect(&shape, num_names).map_err(|error| EngineError::Head {
+        let head = detect_head(&self.info, &shape).map_err(|error| EngineError::Head {
             path: self.model_path.clone(),
             error,
         })?;

@@ -74,6 +74,30 @@ impl From<ExecutionProvider> for Provider {
     }
 }
 
+/// How I420/NV12 chroma is upsampled (see [`crate::preprocess::ChromaUpsampling`]).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstYoloChromaUpsampling")]
+pub enum ChromaUpsampling {
+    #[default]
+    #[enum_value(name = "Bilinear, centred chroma siting", nick = "bilinear")]
+    Bilinear = 0,
+    #[enum_value(
+        name = "Nearest neighbour, as FFmpeg/OpenCV (and so Ultralytics on video) convert",
+        nick = "nearest"
+    )]
+    Nearest = 1,
+}
+
+impl From<ChromaUpsampling> for crate::preprocess::ChromaUpsampling {
+    fn from(c: ChromaUpsampling) -> Self {
+        match c {
+            ChromaUpsampling::Bilinear => Self::Bilinear,
+            ChromaUpsampling::Nearest => Self::Nearest,
+        }
+    }
+}
+
 const DEFAULT_CONF: f32 = 0.25;
 const DEFAULT_IOU: f32 = 0.7;
 const DEFAULT_MAX_DET: u32 = 300;
@@ -90,11 +114,14 @@ struct Settings {
     max_detections: u32,
     /// Class ids to keep; empty keeps all. Shared so the per-frame copy does not allocate.
     classes: Arc<[u32]>,
+    /// `classes` as the user wrote it (ids and/or names); names resolve against the labels.
+    classes_text: String,
     num_threads: u32,
     execution_provider: ExecutionProvider,
     device_id: i32,
     /// Milliseconds between `yolodetect-stats` element messages; 0 posts none.
     stats_interval: u32,
+    chroma_upsampling: ChromaUpsampling,
     /// CUDA and TensorRT options (see `providers.rs`).
     gpu: GpuSettings,
     /// Elements with the same id share one model instance.
@@ -115,10 +142,12 @@ impl Default for Settings {
             agnostic_nms: false,
             max_detections: DEFAULT_MAX_DET,
             classes: Arc::from(Vec::new()),
+            classes_text: String::new(),
             num_threads: 0,
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
             stats_interval: 0,
+            chroma_upsampling: ChromaUpsampling::default(),
             gpu: GpuSettings::default(),
             model_instance_id: None,
             batch_size: 1,
@@ -195,14 +224,52 @@ impl ObjectSubclass for YoloDetect {
     type ParentType = gst_base::BaseTransform;
 }
 
-fn parse_classes(s: &str) -> Result<Vec<u32>, String> {
-    s.split([',', ' '])
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<u32>()
-                .map_err(|_| format!("`{t}` is not a class id (use e.g. \"0,2,5\")"))
-        })
-        .collect()
+/// Parses the `classes` property: comma-separated class ids or names (`"0,2"`,
+/// `"person, car"`; ids may also be space-separated). Names and the range of ids are checked
+/// against `labels` when they are known (`None` before start: then a name is an error that
+/// start retries with the labels).
+fn parse_classes(s: &str, labels: Option<&[Arc<str>]>) -> Result<Vec<u32>, String> {
+    let mut ids = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let numbers: Option<Vec<u32>> = item.split_whitespace().map(|t| t.parse().ok()).collect();
+        match numbers {
+            Some(n) => ids.extend(n),
+            None => {
+                let Some(labels) = labels else {
+                    return Err(format!("`{item}` is a class name; names resolve at start"));
+                };
+                let found = labels
+                    .iter()
+                    .position(|l| **l == *item)
+                    .or_else(|| labels.iter().position(|l| l.eq_ignore_ascii_case(item)));
+                let Some(i) = found else {
+                    return Err(format!(
+                        "`{item}` is neither a class id nor one of the model's {} class names \
+                         (e.g. `{}`); use ids such as \"0,2\" or names such as \"person,car\"",
+                        labels.len(),
+                        labels
+                            .iter()
+                            .take(3)
+                            .map(|l| &**l)
+                            .collect::<Vec<_>>()
+                            .join("`, `")
+                    ));
+                };
+                ids.push(i as u32);
+            }
+        }
+    }
+    if let Some(labels) = labels.filter(|l| !l.is_empty())
+        && let Some(bad) = ids.iter().find(|&&id| id as usize >= labels.len())
+    {
+        return Err(format!(
+            "there is no class {bad}: the model has {} classes, ids 0 to {} (this filter would \
+             remove every detection)",
+            labels.len(),
+            labels.len() - 1
+        ));
+    }
+    Ok(ids)
 }
 
 impl ObjectImpl for YoloDetect {
@@ -252,7 +319,7 @@ impl ObjectImpl for YoloDetect {
                     .build(),
                 glib::ParamSpecString::builder("classes")
                     .nick("Classes")
-                    .blurb("Comma-separated class ids to keep, e.g. \"0,2\"; empty keeps all")
+                    .blurb("Comma-separated class ids or names to keep, e.g. \"0,2\" or \"person,car\"; empty keeps all; an unknown name or id is an error at start")
                     .default_value(Some(""))
                     .mutable_playing()
                     .build(),
@@ -328,6 +395,11 @@ impl ObjectImpl for YoloDetect {
                     .default_value(s.gpu_preprocess)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("chroma-upsampling", s.chroma_upsampling)
+                    .nick("Chroma upsampling")
+                    .blurb("How I420/NV12 chroma is upsampled: bilinear, or nearest as FFmpeg/OpenCV do (closer to Ultralytics' boxes on video); changeable in NULL or READY")
+                    .mutable_ready()
+                    .build(),
                         ];
             v.extend(providers::properties());
             v
@@ -336,6 +408,9 @@ impl ObjectImpl for YoloDetect {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.refused_while_running(pspec) {
+            return;
+        }
         let mut s = self.settings.lock();
         match pspec.name() {
             "model" => {
@@ -358,17 +433,8 @@ impl ObjectImpl for YoloDetect {
             "max-detections" => s.max_detections = value.get().expect("type checked upstream"),
             "classes" => {
                 let text: Option<String> = value.get().expect("type checked upstream");
-                match parse_classes(text.as_deref().unwrap_or("")) {
-                    Ok(c) => s.classes = Arc::from(c),
-                    Err(e) => {
-                        drop(s);
-                        gst::element_imp_warning!(
-                            self,
-                            gst::LibraryError::Settings,
-                            ["invalid classes: {e}; keeping the previous value"]
-                        );
-                    }
-                }
+                drop(s);
+                self.set_classes(text.unwrap_or_default());
             }
             "num-threads" => s.num_threads = value.get().expect("type checked upstream"),
             "execution-provider" => {
@@ -388,6 +454,9 @@ impl ObjectImpl for YoloDetect {
                 s.inference_workers = value.get().expect("type checked upstream")
             }
             "gpu-preprocess" => s.gpu_preprocess = value.get().expect("type checked upstream"),
+            "chroma-upsampling" => {
+                s.chroma_upsampling = value.get().expect("type checked upstream")
+            }
             name => {
                 if !providers::set(&mut s.gpu, name, value) {
                     unimplemented!()
@@ -409,13 +478,7 @@ impl ObjectImpl for YoloDetect {
             "iou-threshold" => s.iou_threshold.to_value(),
             "agnostic-nms" => s.agnostic_nms.to_value(),
             "max-detections" => s.max_detections.to_value(),
-            "classes" => s
-                .classes
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-                .to_value(),
+            "classes" => s.classes_text.to_value(),
             "num-threads" => s.num_threads.to_value(),
             "execution-provider" => s.execution_provider.to_value(),
             "device-id" => s.device_id.to_value(),
@@ -425,6 +488,7 @@ impl ObjectImpl for YoloDetect {
             "batch-timeout" => s.batch_timeout_ms.to_value(),
             "inference-workers" => s.inference_workers.to_value(),
             "gpu-preprocess" => s.gpu_preprocess.to_value(),
+            "chroma-upsampling" => s.chroma_upsampling.to_value(),
             "stats" => {
                 drop(s);
                 self.stats_structure().to_value()
@@ -516,6 +580,7 @@ impl YoloDetect {
         );
         let labels = self.load_labels(s, &info)?;
         let input = vec![0.0; 3 * info.input_width as usize * info.input_height as usize];
+        self.resolve_classes(&s.classes_text, &labels)?;
         Ok(State {
             stream: instance.stream(),
             instance,
@@ -524,7 +589,7 @@ impl YoloDetect {
             cuda_memory: false,
             event_cursor: 0,
             labels,
-            pre: Preprocessor::new(),
+            pre: preprocessor(s),
             post: Postprocessor::new(),
             detections: Vec::with_capacity(DEFAULT_MAX_DET as usize),
             info: None,
@@ -540,7 +605,7 @@ impl YoloDetect {
     ) -> Result<Vec<Arc<str>>, gst::ErrorMessage> {
         let num_classes = info.head.num_classes();
         let names: Vec<String> = if let Some(path) = &s.label_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let text = labels::read_label_file(path).map_err(|e| {
                 gst::error_msg!(
                     gst::ResourceError::OpenRead,
                     ("cannot read label file {}: {e}", path.display())
@@ -574,6 +639,108 @@ impl YoloDetect {
                 .collect()
         };
         Ok(names.into_iter().map(Arc::from).collect())
+    }
+}
+
+fn preprocessor(s: &Settings) -> Preprocessor {
+    let mut pre = Preprocessor::new();
+    pre.set_chroma_upsampling(s.chroma_upsampling.into());
+    pre
+}
+
+/// Property checks that need the element (its state, its labels, its bus).
+impl YoloDetect {
+    /// A property that needs a reload (`mutable_ready`) set in PAUSED or PLAYING would only be
+    /// half applied (`pipelined` is even re-read per buffer, and toggling it reorders buffers):
+    /// refuse it with a warning instead.
+    fn refused_while_running(&self, pspec: &glib::ParamSpec) -> bool {
+        let flags = pspec.flags();
+        if !flags.contains(gst::PARAM_FLAG_MUTABLE_READY)
+            || flags.contains(gst::PARAM_FLAG_MUTABLE_PLAYING)
+        {
+            return false;
+        }
+        let state = self.obj().current_state();
+        if state <= gst::State::Ready {
+            return false;
+        }
+        gst::warning!(
+            CAT,
+            imp = self,
+            "{} can't change in {state:?}",
+            pspec.name()
+        );
+        gst::element_imp_warning!(
+            self,
+            gst::LibraryError::Settings,
+            (
+                "property {} can only change in the NULL or READY state, not in {state:?}; \
+                 the new value is ignored",
+                pspec.name()
+            )
+        );
+        true
+    }
+
+    /// `pipelined` holds two frames: a live pipeline must know, or its sink drops them as late.
+    fn added_latency(&self) -> gst::ClockTime {
+        if !self.settings.lock().gpu.pipelined {
+            return gst::ClockTime::ZERO;
+        }
+        let fps = self
+            .state
+            .lock()
+            .as_ref()
+            .and_then(|st| st.info.as_ref().map(|i| i.fps()));
+        match fps {
+            Some(f) if f.numer() > 0 && f.denom() > 0 => gst::ClockTime::SECOND
+                .mul_div_ceil(2 * f.denom() as u64, f.numer() as u64)
+                .unwrap_or(gst::ClockTime::ZERO),
+            // Variable or unknown frame rate: nothing to base the delay on.
+            _ => gst::ClockTime::ZERO,
+        }
+    }
+
+    /// Sets `classes`. Before start only ids can be checked (names wait for the labels, and an
+    /// error then fails start); while running an invalid value keeps the previous filter and
+    /// posts a warning.
+    fn set_classes(&self, text: String) {
+        let labels = self.state.lock().as_ref().map(|st| st.labels.clone());
+        let parsed = parse_classes(&text, labels.as_deref());
+        let mut s = self.settings.lock();
+        match (parsed, labels) {
+            (Ok(ids), _) => {
+                s.classes = Arc::from(ids);
+                s.classes_text = text;
+            }
+            (Err(_), None) => {
+                // Resolved (or refused) in start, once the labels are known.
+                s.classes = Arc::from(Vec::new());
+                s.classes_text = text;
+            }
+            (Err(e), Some(_)) => {
+                drop(s);
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Settings,
+                    ("invalid classes \"{text}\": {e}; keeping the previous value")
+                );
+            }
+        }
+    }
+
+    /// Resolves `classes` against the labels at start; an invalid value fails start, so that a
+    /// gst-launch user sees it.
+    fn resolve_classes(&self, text: &str, labels: &[Arc<str>]) -> Result<(), gst::ErrorMessage> {
+        let ids = parse_classes(text, Some(labels)).map_err(|e| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("invalid classes \"{text}\": {e}")
+            )
+        })?;
+        gst::debug!(CAT, imp = self, "classes \"{text}\" -> {ids:?}");
+        self.settings.lock().classes = Arc::from(ids);
+        Ok(())
     }
 }
 
@@ -686,11 +853,11 @@ impl YoloDetect {
         layout: PixelLayout,
         color: YuvColor,
     ) -> Result<FrameRef<'a>, gst::FlowError> {
-        frame_ref(frame, layout, color).map_err(|_| {
+        frame_ref(frame, layout, color).map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ["cannot read the frame's planes"]
+                ["cannot read the frame's planes: {e}"]
             );
             gst::FlowError::Error
         })
@@ -908,6 +1075,20 @@ impl BaseTransformImpl for YoloDetect {
             st.stream.set_active(false);
         }
         self.parent_sink_event(event)
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        let res = BaseTransformImplExt::parent_query(self, direction, query);
+        if res
+            && direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            let extra = self.added_latency();
+            let (live, min, max) = q.result();
+            gst::debug!(CAT, imp = self, "adding {extra} latency to {min}");
+            q.set(live, min + extra, max.map(|m| m + extra));
+        }
+        res
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {

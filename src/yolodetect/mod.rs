@@ -42,7 +42,7 @@ use gst::prelude::*;
 mod imp;
 mod providers;
 
-pub use imp::ExecutionProvider;
+pub use imp::{ChromaUpsampling, ExecutionProvider};
 pub use providers::CudaConvAlgoSearch;
 
 glib::wrapper! {
@@ -52,6 +52,8 @@ glib::wrapper! {
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     #[cfg(feature = "doc")]
     ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    #[cfg(feature = "doc")]
+    ChromaUpsampling::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     #[cfg(feature = "doc")]
     CudaConvAlgoSearch::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(

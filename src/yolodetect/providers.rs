@@ -122,7 +122,7 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecBoolean::builder("cuda-tf32")
             .nick("CUDA TF32")
-            .blurb("Let the CUDA provider use TF32 tensor cores for FP32 maths: faster, but boxes move by about 1 px against the CPU and the reference")
+            .blurb("Let the CUDA provider use TF32 tensor cores for FP32 maths: faster with cuda-graph, but boxes move by up to ~0.5 px against the CPU and the reference")
             .default_value(s.tf32)
             .mutable_ready()
             .build(),

@@ -3,6 +3,8 @@
 //! comparing detections with the reference under the tolerance of `reference/README.md`.
 #![allow(dead_code)]
 
+pub mod onnx;
+
 use std::path::PathBuf;
 use std::sync::Once;
 
@@ -253,4 +255,115 @@ pub fn plugin_dir() -> PathBuf {
         dir
     })
     .clone()
+}
+
+/// One decoded image as a buffer with its caps: `caps_fields` such as `format=RGB` or
+/// `format=NV12,width=405,height=540` (scaled).
+pub fn decoded_frame(
+    path: &std::path::Path,
+    decoder: &str,
+    caps_fields: &str,
+) -> (gst::Caps, gst::Buffer) {
+    init();
+    let desc = format!(
+        "filesrc location=\"{}\" ! {decoder} ! videoconvert ! videoscale ! video/x-raw,{caps_fields} ! appsink name=sink",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .expect("decode pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("pipeline");
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+        .expect("appsink");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let sample = sink
+        .try_pull_sample(gst::ClockTime::from_seconds(30))
+        .unwrap_or_else(|| panic!("no frame from {desc}"));
+    pipeline.set_state(gst::State::Null).ok();
+    (
+        sample.caps().expect("caps").to_owned(),
+        sample.buffer_owned().expect("buffer"),
+    )
+}
+
+/// `appsrc ! <elements> ! appsink`, stepped one frame at a time: each [`FrameStepper::step`]
+/// pushes a frame and waits for it to come out, so property changes between steps apply to a
+/// known frame.
+pub struct FrameStepper {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    sink: gst_app::AppSink,
+    pts: gst::ClockTime,
+}
+
+impl FrameStepper {
+    pub fn new(elements: &str) -> Self {
+        init();
+        let desc = with_test_provider(&format!(
+            "appsrc name=src format=time ! {elements} ! appsink name=sink sync=false"
+        ));
+        let pipeline = gst::parse::launch(&desc)
+            .unwrap_or_else(|e| panic!("{desc}: {e}"))
+            .downcast::<gst::Pipeline>()
+            .expect("pipeline");
+        let src = pipeline
+            .by_name("src")
+            .and_then(|s| s.downcast::<gst_app::AppSrc>().ok())
+            .expect("appsrc");
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+            .expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        FrameStepper {
+            pipeline,
+            src,
+            sink,
+            pts: gst::ClockTime::ZERO,
+        }
+    }
+
+    pub fn element(&self, name: &str) -> gst::Element {
+        self.pipeline.by_name(name).expect("element")
+    }
+
+    /// Pushes `buf` with `caps` (a caps change when they differ from the last) and returns the
+    /// detections of the frame that comes out.
+    pub fn step(&mut self, caps: &gst::Caps, buf: &gst::Buffer) -> Vec<Detection> {
+        let mut buf = buf.copy();
+        {
+            let b = buf.get_mut().expect("copy is writable");
+            b.set_pts(self.pts);
+            b.set_duration(gst::ClockTime::from_mseconds(40));
+        }
+        self.pts += gst::ClockTime::from_mseconds(40);
+        let sample = gst::Sample::builder().caps(caps).buffer(&buf).build();
+        self.src.push_sample(&sample).expect("push");
+        let Some(out) = self.sink.try_pull_sample(gst::ClockTime::from_seconds(60)) else {
+            let err = self
+                .pipeline
+                .bus()
+                .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+                .map(|m| error_text(&m));
+            panic!("no frame came out: {err:?}");
+        };
+        out.buffer()
+            .and_then(|b| b.meta::<DetectionMeta>())
+            .map(|m| m.detections().to_vec())
+            .unwrap_or_default()
+    }
+
+    pub fn finish(self) {
+        let _ = self.src.end_of_stream();
+        self.pipeline.set_state(gst::State::Null).ok();
+    }
+}
+
+impl Drop for FrameStepper {
+    fn drop(&mut self) {
+        // Also on a failed assertion: a pipeline disposed in PLAYING crashes the test process.
+        self.pipeline.set_state(gst::State::Null).ok();
+    }
 }
