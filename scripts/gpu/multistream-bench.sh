@@ -93,7 +93,7 @@ for n in $ns; do
     opt=""; [ "$tf" = tf32 ] && opt="cuda-tf32=true"
     out=$(ms "$(det $b $w "" "$opt")" $n); echo "$out"
     fps=$(echo "$out" | val fps); mem=$(echo "$out" | val gpu-mem | tr -d MiB)
-    o=${ort[$b${tf:+--tf32}]}; [ "$w" = 2 ] && [ $b = 32 ] && o=${ort[32w2${tf:+--tf32}]}
+    o=${ort[$b${tf:+--tf32}]:-}; [ "$w" = 2 ] && [ $b = 32 ] && o=${ort[32w2${tf:+--tf32}]}
     ratio=$(awk -v f="$fps" -v d="$dfps" -v o="$o" 'BEGIN { m = (d < o ? d : o); if (m > 0) printf "%.2f", f / m; else print "n/a" }')
     printf "$fmt" $n $b $w "${tf:-no}" "$fps" "$dfps" "$o" "$(echo "$out" | val latency-p50)" "$(echo "$out" | val latency-p99)" \
       "$mem" "$(awk -v a="$mem" -v b="$dmem" 'BEGIN { if (a > 0 && b > 0) print a - b; else print "n/a" }')" \
