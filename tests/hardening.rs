@@ -71,6 +71,7 @@ fn lying_stride_buffer(with_detection: bool) -> gst::Buffer {
                 y1: 2.0,
                 x2: 40.0,
                 y2: 60.0,
+                track_id: None,
             };
             DetectionMeta::add(b, vec![d], (640, 640));
         }
