@@ -705,8 +705,10 @@ impl GpuLetterbox {
                 ),
                 "copying the output to the host",
             )?;
-            self.drv
-                .check((self.drv.stream_sync)(*stream), "copying the output to the host")
+            self.drv.check(
+                (self.drv.stream_sync)(*stream),
+                "copying the output to the host",
+            )
         }
     }
 
