@@ -28,34 +28,30 @@ pub(crate) fn supported_caps() -> gst::Caps {
         .build()
 }
 
-/// Always-present src and sink templates with [`supported_caps`], for the in-place filters.
-pub(crate) fn filter_pad_templates() -> Vec<gst::PadTemplate> {
-    let caps = supported_caps();
+/// Always-present src and sink templates with `caps`.
+fn always_src_sink(caps: &gst::Caps) -> Vec<gst::PadTemplate> {
     [
         ("src", gst::PadDirection::Src),
         ("sink", gst::PadDirection::Sink),
     ]
     .into_iter()
     .map(|(name, dir)| {
-        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps)
+        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, caps)
             .expect("static template with valid caps")
     })
     .collect()
 }
 
+/// Always-present src and sink templates with [`supported_caps`], for the in-place filters.
+pub(crate) fn filter_pad_templates() -> Vec<gst::PadTemplate> {
+    let caps = supported_caps();
+    always_src_sink(&caps)
+}
+
 /// yolodetect's templates: [`filter_pad_templates`] plus the same formats in CUDA memory.
 pub(crate) fn detect_pad_templates() -> Vec<gst::PadTemplate> {
     let caps = detect_caps();
-    [
-        ("src", gst::PadDirection::Src),
-        ("sink", gst::PadDirection::Sink),
-    ]
-    .into_iter()
-    .map(|(name, dir)| {
-        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps)
-            .expect("static template with valid caps")
-    })
-    .collect()
+    always_src_sink(&caps)
 }
 
 /// Maps caps to the element-internal frame description.
@@ -308,14 +304,5 @@ pub(crate) fn meta_pad_templates() -> Vec<gst::PadTemplate> {
     let caps = gst::Caps::builder_full()
         .structure_with_any_features(gst::Structure::new_empty("video/x-raw"))
         .build();
-    [
-        ("src", gst::PadDirection::Src),
-        ("sink", gst::PadDirection::Sink),
-    ]
-    .into_iter()
-    .map(|(name, dir)| {
-        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps)
-            .expect("static template with valid caps")
-    })
-    .collect()
+    always_src_sink(&caps)
 }
