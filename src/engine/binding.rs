@@ -205,21 +205,6 @@ impl DeviceIo {
         Ok(self.dev_out.data_ptr() as u64)
     }
 
-    /// Runs the model on what is already in the device input (written by a kernel) and copies
-    /// the output back.
-    pub fn run_device(&mut self, session: &mut Session) -> Result<(&[i64], &[f32]), String> {
-        let out = self.last_out.unwrap_or(0);
-        drop(session.run_binding(&self.binding).map_err(err("run"))?);
-        self.dev_out
-            .copy_into(&mut self.host_out[out])
-            .map_err(err("copying the output to the host"))?;
-        self.last_out = Some(out);
-        Ok((
-            &self.out_shape,
-            host_slice_ref(&self.host_out[out], self.out_len),
-        ))
-    }
-
     /// Copies the active host input to the device, runs the model and copies its output back;
     /// returns the output's shape and host data.
     pub fn run(&mut self, session: &mut Session) -> Result<(&[i64], &[f32]), String> {
