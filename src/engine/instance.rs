@@ -301,6 +301,11 @@ pub struct Instance {
     gpu_error: Option<String>,
     log: Arc<Mutex<EventLog>>,
     provider: Arc<Mutex<Provider>>,
+    /// How long loading took (sessions, warm-up).
+    load_time: Duration,
+    /// The instance that replaces this one (a model swap while playing): each element moves to
+    /// it at its next frame boundary, and this one goes with the last element that lets go.
+    successor: Mutex<Option<Arc<Instance>>>,
     // Dropped first: joins the workers before the engines go.
     scheduler: Scheduler<Worker>,
 }
@@ -342,7 +347,70 @@ impl Instance {
         Ok(inst)
     }
 
+    /// Loads `cfg` as this instance's successor under the same id, warmed up so that its first
+    /// frame is not slower than the others; the old instance keeps serving meanwhile. Nothing
+    /// changes until [`Instance::hand_over`].
+    pub fn load_successor(&self, cfg: &InstanceConfig) -> Result<Arc<Instance>, EngineError> {
+        let start = std::time::Instant::now();
+        let mut new = Instance::new(self.id.clone(), cfg)?;
+        new.warm_up()?;
+        new.load_time = start.elapsed();
+        Ok(Arc::new(new))
+    }
+
+    /// Makes `new` this instance's successor: the id names it from now on, and every element
+    /// of this instance moves to it at its next frame boundary.
+    pub fn hand_over(&self, new: Arc<Instance>) {
+        if let Some(id) = &self.id {
+            let mut reg = INSTANCES.lock();
+            reg.get_or_insert_with(HashMap::new)
+                .insert(id.clone(), Arc::downgrade(&new));
+        }
+        *self.successor.lock() = Some(new);
+    }
+
+    /// The newest instance that replaced this one, if any.
+    pub fn successor(&self) -> Option<Arc<Instance>> {
+        let mut next = self.successor.lock().clone()?;
+        loop {
+            let after = next.successor.lock().clone();
+            match after {
+                Some(a) => next = a,
+                None => return Some(next),
+            }
+        }
+    }
+
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// One run per worker at batch 1 and at the largest batch on the host path (the GPU path
+    /// ran every batch shape in `new`): ONNX Runtime's first run of a shape plans its memory
+    /// and is several times slower than the next.
+    fn warm_up(&mut self) -> Result<(), EngineError> {
+        if self.gpu.is_some() {
+            return Ok(());
+        }
+        let max_batch = self.scheduler.config().max_batch;
+        let mut out = Vec::new();
+        for e in &self.engines {
+            let mut e = e.lock();
+            let len = e.input_len();
+            for n in [1, max_batch] {
+                let zeros = vec![0.0f32; len * n];
+                out.clear();
+                e.run_items(&zeros, n, &mut out)?;
+                if max_batch == 1 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn new(id: Option<String>, cfg: &InstanceConfig) -> Result<Instance, EngineError> {
+        let start = std::time::Instant::now();
         let workers = cfg.workers.max(1);
         let mut engines = Vec::with_capacity(workers);
         let mut log = EventLog::default();
@@ -441,6 +509,8 @@ impl Instance {
             gpu_error,
             log,
             provider,
+            load_time: start.elapsed(),
+            successor: Mutex::new(None),
             scheduler,
         })
     }

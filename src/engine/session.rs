@@ -45,6 +45,8 @@ const BUILD_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// A TensorRT engine being built on a background thread (`auto`).
 struct Upgrade {
     rx: mpsc::Receiver<Result<Engine, EngineError>>,
+    /// A result taken by [`Engine::upgrade_ready`], for the next [`Engine::poll`].
+    ready: Option<Result<Box<Engine>, EngineError>>,
     started: Instant,
     last_progress: Instant,
 }
@@ -173,6 +175,7 @@ impl Engine {
                 let now = Instant::now();
                 self.upgrade = Some(Upgrade {
                     rx,
+                    ready: None,
                     started: now,
                     last_progress: now,
                 });
@@ -338,7 +341,11 @@ impl Engine {
     /// TensorRT engine that finished building in the background.
     pub fn poll(&mut self) -> Vec<EngineEvent> {
         if let Some(up) = &mut self.upgrade {
-            match up.rx.try_recv() {
+            let next = match up.ready.take() {
+                Some(r) => Ok(r.map(|e| *e)),
+                None => up.rx.try_recv(),
+            };
+            match next {
                 Ok(Ok(mut new)) => {
                     let build_time = up.started.elapsed();
                     let from = self.provider;
@@ -379,6 +386,23 @@ impl Engine {
             }
         }
         std::mem::take(&mut self.events)
+    }
+
+    /// Whether the next [`Engine::poll`] switches engines (or reports a failed build). A caller
+    /// with frames in flight in this engine's buffers (`pipelined`) finishes them first: the
+    /// new engine has its own buffers.
+    pub fn upgrade_ready(&mut self) -> bool {
+        let Some(up) = &mut self.upgrade else {
+            return false;
+        };
+        if up.ready.is_none() {
+            match up.rx.try_recv() {
+                Ok(r) => up.ready = Some(r.map(Box::new)),
+                Err(mpsc::TryRecvError::Empty) => return false,
+                Err(mpsc::TryRecvError::Disconnected) => {}
+            }
+        }
+        true
     }
 
     /// Waits (up to `timeout`) for a background TensorRT build to end; for tools and tests.

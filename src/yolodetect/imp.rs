@@ -27,6 +27,8 @@ use super::providers::{self, GpuSettings};
 
 #[path = "pipelined.rs"]
 mod pipelined;
+#[path = "swap.rs"]
+mod swap;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -179,6 +181,8 @@ struct State {
     layout: Option<(PixelLayout, YuvColor)>,
     /// Frames in flight in `pipelined` mode.
     pipe: pipelined::Pipe,
+    /// The settings the model instance was made from (restored when a swap fails).
+    serving: Settings,
 }
 
 /// Stage timings, behind their own lock so reading `stats` never waits for inference.
@@ -190,6 +194,8 @@ struct Stats {
     instance: std::sync::Weak<Instance>,
     /// Its batch size, workers and counters when last seen (kept after `stop`).
     batching: Batching,
+    /// Model swaps while running.
+    swaps: u64,
 }
 
 #[derive(Default, Clone)]
@@ -215,6 +221,7 @@ pub struct YoloDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     stats: Mutex<Stats>,
+    reload: Mutex<swap::Reload>,
 }
 
 #[glib::object_subclass]
@@ -279,13 +286,13 @@ impl ObjectImpl for YoloDetect {
             let mut v = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb("Path to a YOLO ONNX model (YOLOv5/v8/11 heads or end-to-end [B,K,6] exports); changeable in NULL or READY")
-                    .mutable_ready()
+                    .blurb("Path to a YOLO ONNX model (YOLOv5/v8/11 heads or end-to-end [B,K,6] exports). Set while PLAYING, the new model instance loads in the background and replaces the old one at a frame boundary (yolodetect-model-changed message; on failure a warning and the old one keeps serving)")
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("label-file")
                     .nick("Label file")
-                    .blurb("Text file with one class name per line, overriding the model's own names; changeable in NULL or READY")
-                    .mutable_ready()
+                    .blurb("Text file with one class name per line, overriding the model's own names; set while PLAYING it is swapped in with the model")
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecFloat::builder("conf-threshold")
                     .nick("Confidence threshold")
@@ -325,24 +332,24 @@ impl ObjectImpl for YoloDetect {
                     .build(),
                 glib::ParamSpecUInt::builder("num-threads")
                     .nick("Threads")
-                    .blurb("ONNX Runtime intra-op threads; 0 = one per available CPU core")
+                    .blurb("ONNX Runtime intra-op threads; 0 = one per available CPU core; set while PLAYING: a model swap")
                     .minimum(0)
                     .maximum(256)
                     .default_value(s.num_threads)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("execution-provider", s.execution_provider)
                     .nick("Execution provider")
-                    .blurb("ONNX Runtime execution provider; an explicit GPU provider that cannot start is an error")
-                    .mutable_ready()
+                    .blurb("ONNX Runtime execution provider; an explicit GPU provider that cannot start is an error; set while PLAYING: a model swap")
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecInt::builder("device-id")
                     .nick("Device id")
-                    .blurb("GPU index for the CUDA and TensorRT providers")
+                    .blurb("GPU index for the CUDA and TensorRT providers; set while PLAYING: a model swap")
                     .minimum(0)
                     .maximum(1024)
                     .default_value(s.device_id)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("active-provider")
                     .nick("Active provider")
@@ -368,26 +375,26 @@ impl ObjectImpl for YoloDetect {
                     .build(),
                 glib::ParamSpecUInt::builder("batch-size")
                     .nick("Batch size")
-                    .blurb("Most frames per model call, gathered from all streams of the model instance (a static-batch model runs its own batch size, padded). Changeable in NULL or READY")
+                    .blurb("Most frames per model call, gathered from all streams of the model instance (a static-batch model runs its own batch size, padded).; set while PLAYING: a model swap")
                     .minimum(1)
                     .maximum(256)
                     .default_value(s.batch_size)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("batch-timeout")
                     .nick("Batch timeout")
-                    .blurb("Milliseconds a batch waits to fill before it runs with what it has (it never waits when every active stream has a frame queued). Changeable in NULL or READY")
+                    .blurb("Milliseconds a batch waits to fill before it runs with what it has (it never waits when every active stream has a frame queued).; set while PLAYING: a model swap")
                     .maximum(10_000)
                     .default_value(s.batch_timeout_ms)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("inference-workers")
                     .nick("Inference workers")
-                    .blurb("Inference workers (ONNX Runtime sessions, each on its own thread) serving the model instance, like DL Streamer's nireq. Changeable in NULL or READY")
+                    .blurb("Inference workers (ONNX Runtime sessions, each on its own thread) serving the model instance, like DL Streamer's nireq.; set while PLAYING: a model swap")
                     .minimum(1)
                     .maximum(64)
                     .default_value(s.inference_workers)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("gpu-preprocess")
                     .nick("GPU pre-processing")
@@ -411,57 +418,10 @@ impl ObjectImpl for YoloDetect {
         if self.refused_while_running(pspec) {
             return;
         }
-        let mut s = self.settings.lock();
-        match pspec.name() {
-            "model" => {
-                s.model = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-            }
-            "label-file" => {
-                s.label_file = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-            }
-            "conf-threshold" => s.conf_threshold = value.get().expect("type checked upstream"),
-            "iou-threshold" => s.iou_threshold = value.get().expect("type checked upstream"),
-            "agnostic-nms" => s.agnostic_nms = value.get().expect("type checked upstream"),
-            "max-detections" => s.max_detections = value.get().expect("type checked upstream"),
-            "classes" => {
-                let text: Option<String> = value.get().expect("type checked upstream");
-                drop(s);
-                self.set_classes(text.unwrap_or_default());
-            }
-            "num-threads" => s.num_threads = value.get().expect("type checked upstream"),
-            "execution-provider" => {
-                s.execution_provider = value.get().expect("type checked upstream")
-            }
-            "device-id" => s.device_id = value.get().expect("type checked upstream"),
-            "stats-interval" => s.stats_interval = value.get().expect("type checked upstream"),
-            "model-instance-id" => {
-                s.model_instance_id = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .filter(|p| !p.is_empty())
-            }
-            "batch-size" => s.batch_size = value.get().expect("type checked upstream"),
-            "batch-timeout" => s.batch_timeout_ms = value.get().expect("type checked upstream"),
-            "inference-workers" => {
-                s.inference_workers = value.get().expect("type checked upstream")
-            }
-            "gpu-preprocess" => s.gpu_preprocess = value.get().expect("type checked upstream"),
-            "chroma-upsampling" => {
-                s.chroma_upsampling = value.get().expect("type checked upstream")
-            }
-            name => {
-                if !providers::set(&mut s.gpu, name, value) {
-                    unimplemented!()
-                }
-            }
+        let swap = swap::SWAP_PROPERTIES.contains(&pspec.name()) && self.state.lock().is_some();
+        self.apply_property(value, pspec);
+        if swap {
+            self.request_reload();
         }
     }
 
@@ -530,7 +490,8 @@ impl ElementImpl for YoloDetect {
 }
 
 impl YoloDetect {
-    fn build_state(&self, s: &Settings) -> Result<State, gst::ErrorMessage> {
+    /// The model instance the settings ask for.
+    fn instance_config(s: &Settings) -> Result<InstanceConfig, gst::ErrorMessage> {
         let Some(model) = s.model.clone() else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
@@ -549,13 +510,18 @@ impl YoloDetect {
                 ("pipelined=true drives a private model instance itself: it cannot be combined with model-instance-id, batch-size > 1 or inference-workers > 1 (batching already keeps the model busy)")
             ));
         }
-        let icfg = InstanceConfig {
-            engine: cfg.clone(),
+        Ok(InstanceConfig {
+            engine: cfg,
             batch_size: s.batch_size as usize,
             batch_timeout: std::time::Duration::from_millis(s.batch_timeout_ms.into()),
             workers: s.inference_workers as usize,
             gpu_preprocess: s.gpu_preprocess && !s.gpu.pipelined,
-        };
+        })
+    }
+
+    fn build_state(&self, s: &Settings) -> Result<State, gst::ErrorMessage> {
+        let icfg = Self::instance_config(s)?;
+        let cfg = &icfg.engine;
         let instance = Instance::acquire(s.model_instance_id.as_deref(), &icfg)
             .map_err(|e| engine_error_msg(&e))?;
         if let Some(e) = instance.gpu_error() {
@@ -595,6 +561,7 @@ impl YoloDetect {
             info: None,
             layout: None,
             pipe: Default::default(),
+            serving: s.clone(),
         })
     }
 
@@ -650,6 +617,61 @@ fn preprocessor(s: &Settings) -> Preprocessor {
 
 /// Property checks that need the element (its state, its labels, its bus).
 impl YoloDetect {
+    fn apply_property(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock();
+        match pspec.name() {
+            "model" => {
+                s.model = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            }
+            "label-file" => {
+                s.label_file = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            }
+            "conf-threshold" => s.conf_threshold = value.get().expect("type checked upstream"),
+            "iou-threshold" => s.iou_threshold = value.get().expect("type checked upstream"),
+            "agnostic-nms" => s.agnostic_nms = value.get().expect("type checked upstream"),
+            "max-detections" => s.max_detections = value.get().expect("type checked upstream"),
+            "classes" => {
+                let text: Option<String> = value.get().expect("type checked upstream");
+                drop(s);
+                self.set_classes(text.unwrap_or_default());
+            }
+            "num-threads" => s.num_threads = value.get().expect("type checked upstream"),
+            "execution-provider" => {
+                s.execution_provider = value.get().expect("type checked upstream")
+            }
+            "device-id" => s.device_id = value.get().expect("type checked upstream"),
+            "stats-interval" => s.stats_interval = value.get().expect("type checked upstream"),
+            "model-instance-id" => {
+                s.model_instance_id = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+            }
+            "batch-size" => s.batch_size = value.get().expect("type checked upstream"),
+            "batch-timeout" => s.batch_timeout_ms = value.get().expect("type checked upstream"),
+            "inference-workers" => {
+                s.inference_workers = value.get().expect("type checked upstream")
+            }
+            "gpu-preprocess" => s.gpu_preprocess = value.get().expect("type checked upstream"),
+            "chroma-upsampling" => {
+                s.chroma_upsampling = value.get().expect("type checked upstream")
+            }
+            name => {
+                if !providers::set(&mut s.gpu, name, value) {
+                    unimplemented!()
+                }
+            }
+        }
+    }
+
     /// A property that needs a reload (`mutable_ready`) set in PAUSED or PLAYING would only be
     /// half applied (`pipelined` is even re-read per buffer, and toggling it reorders buffers):
     /// refuse it with a warning instead.
@@ -802,6 +824,17 @@ impl YoloDetect {
     /// A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
     pub(super) fn poll_engine(&self) {
         let pipelined = self.settings.lock().gpu.pipelined;
+        // The frames in flight live in the old engine's buffers: finish them there first (the
+        // new engine started with blank ones, and they came out with no detections).
+        let switching = pipelined
+            && self
+                .state
+                .lock()
+                .as_ref()
+                .is_some_and(|st| st.instance.engine().lock().upgrade_ready());
+        if switching {
+            self.drain_pipelined();
+        }
         let events = self
             .state
             .lock()
@@ -1031,6 +1064,7 @@ impl BaseTransformImpl for YoloDetect {
             provider: provider.name(),
             instance,
             batching: Batching::default(),
+            swaps: 0,
         };
         self.post(started.build());
         self.post_engine_events(events);
@@ -1154,6 +1188,7 @@ impl BaseTransformImpl for YoloDetect {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.adopt_successor();
         self.poll_engine();
         let fp = self.frame_params();
         let mut guard = self.state.lock();

@@ -47,6 +47,7 @@ impl YoloDetect {
         &self,
         inbuf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.adopt_successor();
         self.poll_engine();
         let fp = self.frame_params();
         let params = fp.post_params();

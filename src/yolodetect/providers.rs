@@ -109,7 +109,8 @@ fn path_from(value: &glib::Value) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The properties, all changeable in NULL or READY (they take effect at the next start).
+/// The properties. `pipelined` changes only in NULL or READY; set while PLAYING, the others swap
+/// in a new model instance (see `swap.rs`).
 pub fn properties() -> Vec<glib::ParamSpec> {
     static DEFAULT_CACHE: LazyLock<Option<String>> =
         LazyLock::new(|| gpu::default_trt_cache_dir().map(|p| p.display().to_string()));
@@ -118,48 +119,48 @@ pub fn properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecEnum::builder_with_default("cuda-conv-algo-search", s.conv_algo_search)
             .nick("CUDA convolution algorithm search")
             .blurb("How cuDNN picks convolution algorithms on the CUDA provider")
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("cuda-tf32")
             .nick("CUDA TF32")
             .blurb("Let the CUDA provider use TF32 tensor cores for FP32 maths: faster with cuda-graph, but boxes move by up to ~0.5 px against the CPU and the reference")
             .default_value(s.tf32)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("cuda-graph")
             .nick("CUDA graph")
             .blurb("Capture the model in a CUDA graph and replay it per frame (CUDA provider; models with static shapes only)")
             .default_value(s.cuda_graph)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("trt-fp16")
             .nick("TensorRT FP16")
             .blurb("Let TensorRT build FP16 kernels")
             .default_value(s.trt_fp16)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("trt-int8")
             .nick("TensorRT INT8")
             .blurb("Let TensorRT build INT8 kernels (needs trt-int8-calibration-table or a quantised model)")
             .default_value(s.trt_int8)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecString::builder("trt-int8-calibration-table")
             .nick("TensorRT INT8 calibration table")
             .blurb("Path of the INT8 calibration table TensorRT reads when trt-int8 is on")
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecString::builder("trt-engine-cache-dir")
             .nick("TensorRT engine cache directory")
             .blurb("Where built TensorRT engines are kept, one subdirectory per model hash, precision, GPU and TensorRT/ONNX Runtime version; empty disables the cache")
             .default_value(DEFAULT_CACHE.as_deref())
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("trt-timing-cache")
             .nick("TensorRT timing cache")
             .blurb("Keep TensorRT's kernel timing cache (per GPU and TensorRT version, under trt-engine-cache-dir) to speed up later builds")
             .default_value(s.trt_timing_cache)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("pipelined")
             .nick("Pipelined")
@@ -173,7 +174,7 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .minimum(0)
             .maximum(5)
             .default_value(s.trt_builder_optimization_level)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
     ]
 }

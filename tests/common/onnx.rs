@@ -63,3 +63,51 @@ pub fn identity_model(elem_type: u64, in_dims: &[u64]) -> Vec<u8> {
     field_bytes(8, &opset, &mut model);
     model
 }
+
+/// A YOLOv8-shaped "detector" ([1,3,640,640] in, [1,84,8400] out) whose output ignores the
+/// input: anchor `i` of `boxes` holds (cx, cy, w, h, class, score) in model pixels, every
+/// other anchor scores 0. Its detections tell at a glance which model ran on a frame.
+pub fn constant_head_model(boxes: &[(f32, f32, f32, f32, usize, f32)]) -> Vec<u8> {
+    const CH: usize = 84;
+    const ANCHORS: usize = 8400;
+    let mut out = vec![0f32; CH * ANCHORS];
+    for (i, &(cx, cy, w, h, class, score)) in boxes.iter().enumerate() {
+        for (c, v) in [cx, cy, w, h].into_iter().enumerate() {
+            out[c * ANCHORS + i] = v;
+        }
+        out[(4 + class) * ANCHORS + i] = score;
+    }
+    let raw: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut tensor = Vec::new();
+    for d in [1u64, CH as u64, ANCHORS as u64] {
+        field_int(1, d, &mut tensor); // dims
+    }
+    field_int(2, FLOAT, &mut tensor); // data_type
+    field_bytes(8, b"c", &mut tensor); // name
+    field_bytes(9, &raw, &mut tensor); // raw_data
+    let mut node = Vec::new();
+    field_bytes(1, b"c", &mut node);
+    field_bytes(2, b"output0", &mut node);
+    field_bytes(4, b"Identity", &mut node);
+    let mut graph = Vec::new();
+    field_bytes(1, &node, &mut graph);
+    field_bytes(2, b"constant_head", &mut graph);
+    field_bytes(5, &tensor, &mut graph); // initializer
+    field_bytes(
+        11,
+        &value_info("images", FLOAT, &[1, 3, 640, 640]),
+        &mut graph,
+    );
+    field_bytes(
+        12,
+        &value_info("output0", FLOAT, &[1, CH as u64, ANCHORS as u64]),
+        &mut graph,
+    );
+    let mut opset = Vec::new();
+    field_int(2, 13, &mut opset);
+    let mut model = Vec::new();
+    field_int(1, 8, &mut model); // ir_version
+    field_bytes(7, &graph, &mut model);
+    field_bytes(8, &opset, &mut model);
+    model
+}
