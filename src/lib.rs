@@ -20,6 +20,7 @@ pub mod labels;
 pub mod meta;
 pub mod postprocess;
 pub mod preprocess;
+pub mod skip;
 pub mod stats;
 mod video;
 pub mod yolodetect;

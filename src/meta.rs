@@ -31,9 +31,29 @@ impl DetectionMeta {
         detections: Vec<Detection>,
         model_input: (u32, u32),
     ) -> gst::MetaRefMut<'_, Self, gst::meta::Standalone> {
+        Self::add_full(buffer, detections, model_input, false)
+    }
+
+    /// Attaches detections the model made on an earlier frame (it skipped this one:
+    /// `inference-interval`, QoS) to `buffer`, marked as such.
+    pub fn add_repeated(
+        buffer: &mut gst::BufferRef,
+        detections: Vec<Detection>,
+        model_input: (u32, u32),
+    ) -> gst::MetaRefMut<'_, Self, gst::meta::Standalone> {
+        Self::add_full(buffer, detections, model_input, true)
+    }
+
+    fn add_full(
+        buffer: &mut gst::BufferRef,
+        detections: Vec<Detection>,
+        model_input: (u32, u32),
+        repeated: bool,
+    ) -> gst::MetaRefMut<'_, Self, gst::meta::Standalone> {
         let mut params = mem::ManuallyDrop::new(imp::Params {
             detections,
             model_input,
+            repeated,
         });
         // SAFETY: `buffer` is a valid writable buffer; the init function takes ownership of
         // `params` by reading it exactly once (hence ManuallyDrop here).
@@ -59,6 +79,12 @@ impl DetectionMeta {
     pub fn model_input_size(&self) -> (u32, u32) {
         self.0.model_input
     }
+
+    /// True when the model did not run on this frame and these are an earlier frame's
+    /// detections (`yolodetect repeat-detections=true`).
+    pub fn is_repeated(&self) -> bool {
+        self.0.repeated
+    }
 }
 
 // SAFETY: `imp::DetectionMeta` starts with a GstMeta and is registered under this API type.
@@ -75,6 +101,7 @@ impl fmt::Debug for DetectionMeta {
         f.debug_struct("DetectionMeta")
             .field("detections", &self.detections())
             .field("model_input", &self.model_input_size())
+            .field("repeated", &self.is_repeated())
             .finish()
     }
 }
@@ -86,6 +113,7 @@ mod imp {
     pub(super) struct Params {
         pub(super) detections: Vec<Detection>,
         pub(super) model_input: (u32, u32),
+        pub(super) repeated: bool,
     }
 
     #[repr(C)]
@@ -93,6 +121,7 @@ mod imp {
         parent: gst::ffi::GstMeta,
         pub(super) detections: Vec<Detection>,
         pub(super) model_input: (u32, u32),
+        pub(super) repeated: bool,
     }
 
     pub(super) fn meta_api_get_type() -> gst::glib::Type {
@@ -125,6 +154,7 @@ mod imp {
             let p = ptr::read(params as *const Params);
             ptr::write(&mut meta.detections, p.detections);
             ptr::write(&mut meta.model_input, p.model_input);
+            ptr::write(&mut meta.repeated, p.repeated);
         }
         true.into_glib()
     }
@@ -185,7 +215,7 @@ mod imp {
             // Unknown transform (crop, rotation, ...): boxes would be wrong, so drop the meta.
             return false.into_glib();
         }
-        super::DetectionMeta::add(dest, dets, src.model_input);
+        super::DetectionMeta::add_full(dest, dets, src.model_input, src.repeated);
         true.into_glib()
     }
 

@@ -393,3 +393,247 @@ fn swap_on_one_element_moves_every_element_of_a_shared_instance() {
         );
     }
 }
+
+fn stats_of(e: &gst::Element) -> gst::Structure {
+    e.property::<gst::Structure>("stats")
+}
+
+#[test]
+fn inference_interval_runs_every_nth_frame_and_repeats_the_last_detections() {
+    let reference = reference_run(video, "");
+    for repeat in [false, true] {
+        let desc = video(
+            &format!("inference-interval=3 repeat-detections={repeat}"),
+            "det",
+            "sink",
+        );
+        init();
+        let pipeline = gst::parse::launch(&with_test_provider(&desc))
+            .expect("pipeline")
+            .downcast::<gst::Pipeline>()
+            .expect("pipeline");
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+            .expect("appsink");
+        sink.set_property("sync", false);
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let f2 = frames.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
+                    let meta = buf
+                        .meta::<DetectionMeta>()
+                        .map(|m| (m.is_repeated(), m.detections().to_vec()));
+                    let rois = buf
+                        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+                        .filter(|r| {
+                            r.param("detection")
+                                .and_then(|p| p.get::<bool>("repeated").ok())
+                                .unwrap_or(false)
+                        })
+                        .count();
+                    f2.lock().unwrap().push((buf.pts().unwrap(), meta, rois));
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        run_to_eos(&pipeline).expect("run");
+        let det = pipeline.by_name("det").unwrap();
+        let stats = stats_of(&det);
+        pipeline.set_state(gst::State::Null).ok();
+        let frames = frames.lock().unwrap();
+        assert!(frames.len() >= FRAMES);
+        let mut last: Option<Vec<Detection>> = None;
+        let mut repeated_differs = 0;
+        for (i, ((pts, meta, rois), (rpts, rdets))) in
+            frames.iter().zip(&reference).take(FRAMES).enumerate()
+        {
+            assert_eq!(pts, rpts, "frame {i}");
+            if i % 3 == 0 {
+                let (rep, dets) = meta
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("frame {i} inferred"));
+                assert!(!rep, "frame {i} was inferred, not repeated");
+                assert!(same(dets, rdets), "frame {i}: {dets:?} vs {rdets:?}");
+                last = Some(dets.clone());
+            } else if repeat {
+                let (rep, dets) = meta.as_ref().unwrap_or_else(|| panic!("frame {i} repeats"));
+                assert!(rep, "frame {i} is marked repeated");
+                let last = last.as_ref().unwrap();
+                assert!(same(dets, last), "frame {i} repeats frame {}'s", i - i % 3);
+                assert_eq!(*rois, dets.len(), "frame {i}: ROI metas say repeated");
+                repeated_differs += usize::from(!same(dets, rdets));
+            } else {
+                assert!(
+                    meta.is_none(),
+                    "frame {i}: no detections between inferences"
+                );
+            }
+        }
+        if repeat {
+            assert!(
+                repeated_differs > 0,
+                "the clip moves: some repeated detections differ from the frame's own"
+            );
+        }
+        let skipped = stats.get::<u64>("skipped-interval").unwrap();
+        let inferred = stats.get::<u64>("frames").unwrap();
+        assert_eq!(
+            skipped + inferred,
+            frames.len() as u64,
+            "every frame counted once: {stats}"
+        );
+        assert_eq!(inferred, frames.len().div_ceil(3) as u64, "{stats}");
+    }
+}
+
+/// Frames per second the model sustains here on 640x480 test frames: from the element's own
+/// median frame time over a short run (the load of the session is not part of it).
+fn model_fps() -> f64 {
+    init();
+    let desc = format!(
+        "videotestsrc num-buffers=20 ! video/x-raw,width=640,height=480 ! yolodetect name=det model=\"{}\" ! fakesink",
+        model("yolov8n.onnx").display()
+    );
+    let pipeline = gst::parse::launch(&with_test_provider(&desc))
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("pipeline");
+    run_to_eos(&pipeline).expect("timing run");
+    let stats = stats_of(&pipeline.by_name("det").unwrap());
+    pipeline.set_state(gst::State::Null).ok();
+    1000.0 / stats.get::<f64>("total-p50-ms").unwrap()
+}
+
+struct LiveRun {
+    pts: Vec<gst::ClockTime>,
+    /// How long after its running time each frame reached the sink.
+    delay: Vec<f64>,
+    stats: gst::Structure,
+}
+
+/// A live source at `fps` into yolodetect and a synchronised sink (with QoS), for `secs`.
+fn live_run(fps: u32, secs: u32, qos: bool) -> LiveRun {
+    init();
+    let n = fps * secs;
+    let desc = with_test_provider(&format!(
+        "videotestsrc is-live=true pattern=ball num-buffers={n} ! video/x-raw,width=640,height=480,framerate={fps}/1 ! yolodetect name=det qos={qos} model=\"{}\" ! appsink name=sink sync=true qos=true",
+        model("yolov8n.onnx").display()
+    ));
+    let pipeline = gst::parse::launch(&desc)
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("pipeline");
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+        .expect("appsink");
+    let out = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    let o2 = out.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let pts = buf.pts().expect("pts");
+                let seg = sample.segment().expect("segment");
+                let rt = seg
+                    .downcast_ref::<gst::ClockTime>()
+                    .and_then(|seg| seg.to_running_time(pts))
+                    .expect("running time");
+                let now = s.current_running_time().expect("clock");
+                let mut o = o2.lock().unwrap();
+                o.0.push(pts);
+                o.1.push((now.nseconds() as f64 - rt.nseconds() as f64) / 1e9);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let bus = pipeline.bus().expect("bus");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let mut eos = false;
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(600)) {
+        match msg.view() {
+            gst::MessageView::Eos(..) => {
+                eos = true;
+                break;
+            }
+            gst::MessageView::Error(_) => {
+                pipeline.set_state(gst::State::Null).ok();
+                panic!("{}", error_text(&msg));
+            }
+            // As gst-launch does: yolodetect reports its latency once it has measured it.
+            gst::MessageView::Latency(_) => {
+                let _ = pipeline.recalculate_latency();
+            }
+            _ => {}
+        }
+    }
+    assert!(eos, "no EOS");
+    let stats = stats_of(&pipeline.by_name("det").unwrap());
+    pipeline.set_state(gst::State::Null).ok();
+    let (pts, delay) = std::mem::take(&mut *out.lock().unwrap());
+    LiveRun { pts, delay, stats }
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::MIN, f64::max)
+}
+
+#[test]
+fn qos_keeps_latency_bounded_on_a_live_source_twice_as_fast_as_the_model() {
+    let model = model_fps();
+    let fps = ((2.0 * model).ceil() as u32).clamp(4, 120);
+    let secs = 8;
+    let n = (fps * secs) as usize;
+    let on = live_run(fps, secs, true);
+    eprintln!(
+        "model {model:.1} fps, source {fps} fps; qos on: delay first {:.3} s, max of 2nd half {:.3} s, last {:.3} s; {}",
+        on.delay[0],
+        max(&on.delay[n / 2..]),
+        on.delay[n - 1],
+        on.stats
+    );
+    assert_eq!(on.pts.len(), n, "every frame reaches the sink");
+    for w in on.pts.windows(2) {
+        assert!(w[0] < w[1], "in order");
+    }
+    let skipped = on.stats.get::<u64>("skipped-qos").unwrap();
+    let inferred = on.stats.get::<u64>("frames").unwrap();
+    assert!(skipped > 0, "late frames skipped inference: {}", on.stats);
+    assert!(
+        inferred > n as u64 / 8,
+        "and the model still ran: {}",
+        on.stats
+    );
+    assert_eq!(skipped + inferred, n as u64, "each frame counted once");
+    // Bounded: no growth from the second quarter of the run to the last, and no frame in the
+    // second half more than 2 s behind (without QoS, below, the delay keeps growing by the
+    // frames the model cannot keep up with: ~15 s at the end on a 2-core VM).
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (q2, q4) = (mean(&on.delay[n / 4..n / 2]), mean(&on.delay[3 * n / 4..]));
+    assert!(q4 < q2 + 0.25, "delay grows: {q2:.3} s then {q4:.3} s");
+    let bound = 2.0;
+    assert!(
+        max(&on.delay[n / 2..]) < bound,
+        "delay bounded: {:?}",
+        &on.delay[n / 2..]
+    );
+
+    let off = live_run(fps, secs, false);
+    eprintln!(
+        "qos off: delay last {:.3} s; {}",
+        off.delay[n - 1],
+        off.stats
+    );
+    assert_eq!(off.pts.len(), n);
+    assert_eq!(off.stats.get::<u64>("skipped-qos").unwrap(), 0);
+    assert!(
+        off.delay[n - 1] > 2.0 * bound,
+        "without QoS the delay grows (else this test shows nothing): {:.3} s",
+        off.delay[n - 1]
+    );
+}

@@ -7,6 +7,7 @@ use std::time::Instant;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use parking_lot::Mutex;
 
@@ -25,6 +26,8 @@ use crate::video::{CudaFrame, frame_ref, layout_of};
 
 use super::providers::{self, GpuSettings};
 
+#[path = "live.rs"]
+mod live;
 #[path = "pipelined.rs"]
 mod pipelined;
 #[path = "swap.rs"]
@@ -104,6 +107,8 @@ const DEFAULT_CONF: f32 = 0.25;
 const DEFAULT_IOU: f32 = 0.7;
 const DEFAULT_MAX_DET: u32 = 300;
 const DEFAULT_BATCH_TIMEOUT_MS: u32 = 10;
+/// Frames between updates of the latency estimate.
+const LATENCY_EVERY: u64 = 16;
 
 /// Property values. `Default` is the single source of defaults.
 #[derive(Debug, Clone)]
@@ -132,6 +137,10 @@ struct Settings {
     batch_timeout_ms: u32,
     inference_workers: u32,
     gpu_preprocess: bool,
+    /// Run the model on every Nth frame.
+    inference_interval: u32,
+    /// Frames the model skips carry the last detections (marked repeated).
+    repeat_detections: bool,
 }
 
 impl Default for Settings {
@@ -156,6 +165,8 @@ impl Default for Settings {
             batch_timeout_ms: DEFAULT_BATCH_TIMEOUT_MS,
             inference_workers: 1,
             gpu_preprocess: true,
+            inference_interval: 1,
+            repeat_detections: false,
         }
     }
 }
@@ -222,6 +233,7 @@ pub struct YoloDetect {
     state: Mutex<Option<State>>,
     stats: Mutex<Stats>,
     reload: Mutex<swap::Reload>,
+    live: Mutex<live::Live>,
 }
 
 #[glib::object_subclass]
@@ -280,6 +292,12 @@ fn parse_classes(s: &str, labels: Option<&[Arc<str>]>) -> Result<Vec<u32>, Strin
 }
 
 impl ObjectImpl for YoloDetect {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // As GStreamer's video filters: on by default. Late frames skip inference, never drop.
+        self.obj().set_qos(true);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let s = Settings::default();
@@ -402,6 +420,20 @@ impl ObjectImpl for YoloDetect {
                     .default_value(s.gpu_preprocess)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("inference-interval")
+                    .nick("Inference interval")
+                    .blurb("Run the model on every Nth frame (1 = all); the frames between pass through with no fresh detections (see repeat-detections)")
+                    .minimum(1)
+                    .maximum(100_000)
+                    .default_value(s.inference_interval)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("repeat-detections")
+                    .nick("Repeat detections")
+                    .blurb("Frames the model skips (inference-interval, qos) carry the last frame's detections, marked as repeated (DetectionMeta::is_repeated, `repeated` in the ROI params); else none")
+                    .default_value(s.repeat_detections)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("chroma-upsampling", s.chroma_upsampling)
                     .nick("Chroma upsampling")
                     .blurb("How I420/NV12 chroma is upsampled: bilinear, or nearest as FFmpeg/OpenCV do (closer to Ultralytics' boxes on video); changeable in NULL or READY")
@@ -448,6 +480,8 @@ impl ObjectImpl for YoloDetect {
             "batch-timeout" => s.batch_timeout_ms.to_value(),
             "inference-workers" => s.inference_workers.to_value(),
             "gpu-preprocess" => s.gpu_preprocess.to_value(),
+            "inference-interval" => s.inference_interval.to_value(),
+            "repeat-detections" => s.repeat_detections.to_value(),
             "chroma-upsampling" => s.chroma_upsampling.to_value(),
             "stats" => {
                 drop(s);
@@ -661,6 +695,12 @@ impl YoloDetect {
                 s.inference_workers = value.get().expect("type checked upstream")
             }
             "gpu-preprocess" => s.gpu_preprocess = value.get().expect("type checked upstream"),
+            "inference-interval" => {
+                s.inference_interval = value.get().expect("type checked upstream")
+            }
+            "repeat-detections" => {
+                s.repeat_detections = value.get().expect("type checked upstream")
+            }
             "chroma-upsampling" => {
                 s.chroma_upsampling = value.get().expect("type checked upstream")
             }
@@ -704,8 +744,13 @@ impl YoloDetect {
         true
     }
 
-    /// `pipelined` holds two frames: a live pipeline must know, or its sink drops them as late.
+    /// What a frame spends here: the processing time and, with `pipelined`, the two frames it
+    /// holds (a live pipeline must know, or its sink drops them as late).
     fn added_latency(&self) -> gst::ClockTime {
+        self.processing_latency() + self.pipelined_latency()
+    }
+
+    fn pipelined_latency(&self) -> gst::ClockTime {
         if !self.settings.lock().gpu.pipelined {
             return gst::ClockTime::ZERO;
         }
@@ -775,6 +820,8 @@ pub(super) struct FrameParams {
     max_det: u32,
     classes: Arc<[u32]>,
     pub(super) stats_interval: u32,
+    pub(super) interval: u32,
+    pub(super) repeat: bool,
 }
 
 impl FrameParams {
@@ -799,6 +846,8 @@ impl YoloDetect {
             max_det: s.max_detections,
             classes: s.classes.clone(),
             stats_interval: s.stats_interval,
+            interval: s.inference_interval,
+            repeat: s.repeat_detections,
         }
     }
 
@@ -806,12 +855,18 @@ impl YoloDetect {
     fn record_stats(&self, start: Instant, t: [Instant; 5], interval_ms: u32) {
         let mut st = self.stats.lock();
         st.stages.record(start, FrameTimes::from_instants(t));
+        if st.stages.frames().is_multiple_of(LATENCY_EVERY) {
+            let summary = st.stages.summary();
+            drop(st);
+            self.update_latency(&summary);
+            st = self.stats.lock();
+        }
         let interval = std::time::Duration::from_millis(interval_ms.into());
         if !st.stages.report_due(t[4], interval) {
             return;
         }
-        let s = stats_to_structure(&st.stages.summary(), st.provider, &st.batching().clone());
         drop(st);
+        let s = self.stats_structure();
         self.post(s);
     }
 
@@ -966,9 +1021,17 @@ impl YoloDetect {
     }
 
     fn stats_structure(&self) -> gst::Structure {
+        let (interval, late) = {
+            let l = self.live.lock();
+            (l.skipped_interval, l.skipped_late)
+        };
         let mut st = self.stats.lock();
         let b = st.batching().clone();
-        stats_to_structure(&st.stages.summary(), st.provider, &b)
+        let mut s = stats_to_structure(&st.stages.summary(), st.provider, &b);
+        s.set("skipped-interval", interval);
+        s.set("skipped-qos", late);
+        s.set("model-swaps", st.swaps);
+        s
     }
 }
 
@@ -1094,10 +1157,28 @@ impl BaseTransformImpl for YoloDetect {
         }
     }
 
+    fn src_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Qos(q) => {
+                let (_, _, diff, timestamp) = q.get();
+                self.on_qos(diff, timestamp);
+                // Not through the base class: with QoS on it drops late buffers, and here they
+                // pass on without inference instead.
+                return self.obj().sink_pad().push_event(event);
+            }
+            gst::EventView::Latency(l) => self.on_latency(l.latency()),
+            _ => {}
+        }
+        self.parent_src_event(event)
+    }
+
     fn sink_event(&self, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::Eos(_) | gst::EventView::Caps(_) => self.drain_pipelined(),
-            gst::EventView::FlushStop(_) => self.reset_pipelined(),
+            gst::EventView::FlushStop(_) => {
+                self.reset_pipelined();
+                self.reset_skipping();
+            }
             _ => {}
         }
         // A stream at EOS or flushing is not waited for when batches fill.
@@ -1121,6 +1202,7 @@ impl BaseTransformImpl for YoloDetect {
             let (live, min, max) = q.result();
             gst::debug!(CAT, imp = self, "adding {extra} latency to {min}");
             q.set(live, min + extra, max.map(|m| m + extra));
+            self.on_latency_query(live, min + extra);
         }
         res
     }
@@ -1191,6 +1273,10 @@ impl BaseTransformImpl for YoloDetect {
         self.adopt_successor();
         self.poll_engine();
         let fp = self.frame_params();
+        if self.skip_frame(buf, &fp) {
+            self.attach_repeated(buf, &fp);
+            return Ok(gst::FlowSuccess::Ok);
+        }
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (info, layout, color) = self.negotiated(st)?;
@@ -1228,7 +1314,7 @@ impl BaseTransformImpl for YoloDetect {
             ..
         } = st;
         let model_input = (instance.info().input_width, instance.info().input_height);
-        attach_roi_metas(buf, detections, letterbox.src_w, letterbox.src_h);
+        attach_roi_metas(buf, detections, letterbox.src_w, letterbox.src_h, false);
         DetectionMeta::add(buf, detections.clone(), model_input);
         let t4 = Instant::now();
         gst::log!(
@@ -1252,7 +1338,7 @@ impl BaseTransformImpl for YoloDetect {
 /// so applications can read results without this crate. Each ROI's id is its detection's index:
 /// bindings without meta iteration (PyGObject) read them with
 /// `gst_buffer_get_video_region_of_interest_meta_id(buf, 0..n)`.
-fn attach_roi_metas(buf: &mut gst::BufferRef, dets: &[Detection], w: u32, h: u32) {
+fn attach_roi_metas(buf: &mut gst::BufferRef, dets: &[Detection], w: u32, h: u32, repeated: bool) {
     let (fw, fh) = (w.max(1) as f64, h.max(1) as f64);
     for (i, d) in dets.iter().enumerate() {
         let x = d.x1.max(0.0).round() as u32;
@@ -1261,16 +1347,17 @@ fn attach_roi_metas(buf: &mut gst::BufferRef, dets: &[Detection], w: u32, h: u32
         let rh = (d.y2.round() as u32).saturating_sub(y);
         let mut roi = gst_video::VideoRegionOfInterestMeta::add(buf, &d.label, (x, y, rw, rh));
         roi.set_id(i32::try_from(i).unwrap_or(i32::MAX));
-        roi.add_param(
-            gst::Structure::builder("detection")
-                .field("label_id", d.class_id as i32)
-                .field("confidence", d.confidence as f64)
-                .field("x_min", d.x1 as f64 / fw)
-                .field("y_min", d.y1 as f64 / fh)
-                .field("x_max", d.x2 as f64 / fw)
-                .field("y_max", d.y2 as f64 / fh)
-                .build(),
-        );
+        let mut param = gst::Structure::builder("detection")
+            .field("label_id", d.class_id as i32)
+            .field("confidence", d.confidence as f64)
+            .field("x_min", d.x1 as f64 / fw)
+            .field("y_min", d.y1 as f64 / fh)
+            .field("x_max", d.x2 as f64 / fw)
+            .field("y_max", d.y2 as f64 / fh);
+        if repeated {
+            param = param.field("repeated", true);
+        }
+        roi.add_param(param.build());
     }
 }
 

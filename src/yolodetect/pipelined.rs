@@ -34,7 +34,7 @@ fn finish(
 ) -> gst::Buffer {
     {
         let b = buf.make_mut();
-        attach_roi_metas(b, dets, lb.src_w, lb.src_h);
+        attach_roi_metas(b, dets, lb.src_w, lb.src_h, false);
         DetectionMeta::add(b, dets.to_vec(), model_input);
     }
     buf
@@ -50,6 +50,16 @@ impl YoloDetect {
         self.adopt_successor();
         self.poll_engine();
         let fp = self.frame_params();
+        if self.skip_frame(&inbuf, &fp) {
+            // Behind the frames in flight, with the detections they leave with.
+            self.drain_pipelined();
+            let mut buf = inbuf;
+            self.attach_repeated(buf.make_mut(), &fp);
+            if let Some(st) = self.state.lock().as_mut() {
+                st.pipe.ready = Some(buf);
+            }
+            return Ok(gst::FlowSuccess::Ok);
+        }
         let params = fp.post_params();
         let mut guard = self.state.lock();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
