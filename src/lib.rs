@@ -18,6 +18,7 @@ mod font;
 pub mod frame;
 pub mod labels;
 pub mod meta;
+pub mod metrics;
 pub mod postprocess;
 pub mod preprocess;
 pub mod skip;
@@ -29,6 +30,9 @@ pub mod yolooverlay;
 pub mod yolotrack;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // The metrics endpoint, when GST_YOLO_METRICS_ADDR asks for one; a failure is reported
+    // by the first yolodetect that starts.
+    metrics::serve_from_env();
     yolodetect::register(plugin)?;
     yolooverlay::register(plugin)?;
     yolometapublish::register(plugin)?;
@@ -45,6 +49,11 @@ gst::plugin_define!(
     "MPL",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    // As GStreamer's own `package-origin` build option: packagers set the URL they ship from;
+    // without it, GStreamer's wording for an unknown origin rather than a made-up address.
+    match option_env!("GST_YOLO_PACKAGE_ORIGIN") {
+        Some(origin) => origin,
+        None => "Unknown package origin",
+    },
     env!("BUILD_REL_DATE")
 );

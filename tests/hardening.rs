@@ -280,9 +280,9 @@ fn ready_only_properties_are_refused_while_playing() {
     let (p, d) = live_pipeline("");
     // Toggling pipelined while PLAYING used to reorder buffers (PTS going backwards).
     d.set_property("pipelined", true);
-    d.set_property("num-threads", 3u32);
+    d.set_property("gpu-preprocess", false);
     assert!(!d.property::<bool>("pipelined"));
-    assert_eq!(d.property::<u32>("num-threads"), 0);
+    assert!(d.property::<bool>("gpu-preprocess"));
     // Each refusal is a warning on the bus naming the property.
     let bus = p.bus().expect("bus");
     let mut warned = Vec::new();
@@ -299,7 +299,7 @@ fn ready_only_properties_are_refused_while_playing() {
     }
     assert!(
         warned[..].iter().any(|w| w.contains("pipelined"))
-            && warned.iter().any(|w| w.contains("num-threads")),
+            && warned.iter().any(|w| w.contains("gpu-preprocess")),
         "{warned:?}"
     );
     // Thresholds stay changeable while PLAYING.

@@ -4,23 +4,26 @@
 # binaries (stripped, xz-packed) and the few shared files they read (yolov8n.onnx, the reference
 # images and detections). Run here (Debian 12 builds run on the Ubuntu 24.04 GPU host).
 #   usage: scripts/gpu/pack-proof.sh [DEST_REPO_ROOT]     (default: this repository)
+#   EXAMPLES (default: yolo-bench) and TESTS (default: engine yolodetect multistream) pick what
+#   travels, e.g. EXAMPLES="yolo-bench yolo-soak" TESTS="live metrics" for live-ops.sh.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 dest=$(cd "${1:-$repo}" && pwd)
 shared=${GST_YOLO_SHARED:-$repo/../shared}
 g=$dest/.gpu
 cd "$repo"
-cargo build --release --example yolo-bench
+examples=${EXAMPLES:-yolo-bench}
+for e in $examples; do cargo build --release --example "$e"; done
 # `cargo test --no-run` names each test executable it built.
 tests=$(cargo test --release --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("engine", "yolodetect", "multistream"):
-        print(m["target"]["name"], m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in sys.argv[1].split():
+        print(m["target"]["name"], m["executable"])' "${TESTS:-engine yolodetect multistream}")
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin"
-install -m755 target/release/examples/yolo-bench "$work/bin/"
+for e in $examples; do install -m755 "target/release/examples/$e" "$work/bin/"; done
 while read -r name exe; do install -m755 "$exe" "$work/bin/test-$name"; done <<<"$tests"
 strip "$work"/bin/*
 mkdir -p "$g"
@@ -37,5 +40,5 @@ if [ -z "${MODELS:-}" ]; then
 fi
 cp "$shared/media/video/bikes.mp4" "$g/shared/media/video/"
 cp "$shared"/reference/*.json "$g/shared/reference/"
-cp "$repo/scripts/gpu/h100-proof.sh" "$repo/scripts/gpu/multistream-bench.sh" "$g/"
+cp "$repo/scripts/gpu/h100-proof.sh" "$repo/scripts/gpu/multistream-bench.sh" "$repo/scripts/gpu/live-ops.sh" "$g/"
 du -sh "$g" "$g"/* | sort -h

@@ -88,6 +88,7 @@ struct Driver {
     memcpy_2d_async: unsafe extern "C" fn(*const Memcpy2D, CuStream) -> CuResult,
     memcpy_dtoh_async: unsafe extern "C" fn(*mut c_void, DevicePtr, usize, CuStream) -> CuResult,
     error_string: unsafe extern "C" fn(CuResult, *mut *const c_char) -> CuResult,
+    mem_get_info: unsafe extern "C" fn(*mut usize, *mut usize) -> CuResult,
 }
 
 macro_rules! sym {
@@ -125,6 +126,7 @@ impl Driver {
             memcpy_2d_async: sym!(lib, "cuMemcpy2DAsync_v2"),
             memcpy_dtoh_async: sym!(lib, "cuMemcpyDtoHAsync_v2"),
             error_string: sym!(lib, "cuGetErrorString"),
+            mem_get_info: sym!(lib, "cuMemGetInfo_v2"),
             _lib: lib,
         })
     }
@@ -463,6 +465,18 @@ impl GpuLetterbox {
             unsafe { (self.drv.ctx_set_current)(self.ctx) },
             "cuCtxSetCurrent",
         )
+    }
+
+    /// The device's memory in use (by every process) and in all, in bytes, for monitoring.
+    pub fn memory_used(&self) -> Result<(u64, u64), String> {
+        self.make_current()?;
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: valid out-pointers; the context is current on this thread.
+        self.drv.check(
+            unsafe { (self.drv.mem_get_info)(&mut free, &mut total) },
+            "cuMemGetInfo",
+        )?;
+        Ok(((total - free.min(total)) as u64, total as u64))
     }
 
     /// Copies `frame`'s planes (host memory) into `buf` (grown as needed) and describes them.

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use super::cuda::{DeviceFrame, GpuLetterbox};
 use super::scheduler::{Backend, Scheduler, SchedulerConfig, StreamHandle, WorkerStats};
 use super::{Engine, EngineConfig, EngineError, EngineEvent, ModelInfo, Provider};
+use crate::metrics::InstanceMetrics;
 
 /// Everything that makes an instance what it is: elements sharing one must agree on all of it.
 #[derive(Clone, Debug, PartialEq)]
@@ -176,6 +177,7 @@ struct Worker {
     pool: Vec<Arc<Vec<f32>>>,
     log: Arc<Mutex<EventLog>>,
     provider: Arc<Mutex<Provider>>,
+    metrics: Arc<InstanceMetrics>,
 }
 
 impl Worker {
@@ -265,6 +267,7 @@ impl Backend for Worker {
         if out.len() < n * out_len {
             return errors(n, "the model returned fewer outputs than frames");
         }
+        self.metrics.batch(n);
         let buf = Arc::new(out);
         self.pool[slot] = buf.clone();
         jobs.into_iter()
@@ -477,10 +480,20 @@ impl Instance {
                 None => None,
             });
         }
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let label = match &id {
+            Some(id) => id.clone(),
+            None => format!(
+                "private-{}",
+                SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        };
+        let metrics = Arc::new(InstanceMetrics::new(&label));
         let backends = engines
             .iter()
             .zip(worker_gpu)
             .map(|(e, gpu)| Worker {
+                metrics: metrics.clone(),
                 engine: e.clone(),
                 gpu,
                 max_batch,
@@ -534,6 +547,11 @@ impl Instance {
 
     pub fn fallbacks(&self) -> &[(Provider, String)] {
         &self.fallbacks
+    }
+
+    /// ONNX Runtime's warning when some nodes run on its CPU provider inside the GPU session.
+    pub fn cpu_nodes(&self) -> Option<String> {
+        self.engines[0].lock().cpu_nodes().map(str::to_owned)
     }
 
     pub fn runtime_path(&self) -> &std::path::Path {

@@ -26,4 +26,4 @@ pub use error::EngineError;
 pub use model::ModelInfo;
 pub use providers::TrtSetup;
 pub use runtime::{LogSink, ORT_INSTALL_SUBDIR, load_runtime, runtime_candidates, set_log_sink};
-pub use session::{Engine, EngineEvent};
+pub use session::{Engine, EngineEvent, churn_sessions};

@@ -19,6 +19,19 @@ pub type LogSink = Arc<dyn Fn(ort::logging::LogLevel, &str) + Send + Sync>;
 
 static LOG_SINK: Mutex<Option<LogSink>> = Mutex::new(None);
 
+thread_local! {
+    /// Warnings ONNX Runtime logs on this thread while [`capture_warnings`] runs.
+    static CAPTURE: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (e.g. creating a session, which ONNX Runtime does on the calling thread) and returns
+/// the warnings ONNX Runtime logged meanwhile, such as nodes placed on the CPU provider.
+pub(super) fn capture_warnings<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    CAPTURE.set(Some(Vec::new()));
+    let r = f();
+    (r, CAPTURE.take().unwrap_or_default())
+}
+
 /// Installs where ONNX Runtime's own log lines go. Call before the first engine is created.
 pub fn set_log_sink(sink: LogSink) {
     *LOG_SINK.lock() = Some(sink);
@@ -77,12 +90,21 @@ pub(super) fn runtime() -> Result<Runtime, EngineError> {
         }
         match ort::init_from(&cand) {
             Ok(builder) => {
-                let mut builder = builder.with_name("gst-yolo").with_telemetry(false);
-                if let Some(sink) = LOG_SINK.lock().clone() {
-                    builder = builder.with_logger(Arc::new(move |level, _cat, _id, loc, msg| {
-                        sink(level, &format!("{loc}: {msg}"))
+                let builder = builder
+                    .with_name("gst-yolo")
+                    .with_telemetry(false)
+                    .with_logger(Arc::new(|level, _cat, _id, loc, msg| {
+                        if level >= ort::logging::LogLevel::Warning {
+                            CAPTURE.with_borrow_mut(|c| {
+                                if let Some(c) = c {
+                                    c.push(msg.to_string());
+                                }
+                            });
+                        }
+                        if let Some(sink) = LOG_SINK.lock().clone() {
+                            sink(level, &format!("{loc}: {msg}"));
+                        }
                     }));
-                }
                 let env = builder.build().map_err(|e| EngineError::RuntimeNotFound {
                     tried: vec![(cand.display().to_string(), e.to_string())],
                 })?;

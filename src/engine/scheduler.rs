@@ -297,15 +297,8 @@ fn worker<B: Backend>(index: usize, mut backend: B, sh: &Shared<B::Job, B::Outpu
                     .map(|_| Err("the inference worker panicked".to_string()))
                     .collect()
             });
-        let mut results = results.into_iter();
-        for r in &replies {
-            r.set(
-                results
-                    .next()
-                    .unwrap_or_else(|| Err("the backend returned too few results".into())),
-            );
-        }
-
+        // Counted before the answers: a stream that reads the counters after its last frame
+        // came back must find that frame in them.
         let mut q = sh.q.lock();
         q.running -= n;
         let c = &mut q.counters[index];
@@ -318,6 +311,14 @@ fn worker<B: Backend>(index: usize, mut backend: B, sh: &Shared<B::Job, B::Outpu
             c.waits_ms.push_back(w);
         }
         drop(q);
+        let mut results = results.into_iter();
+        for r in &replies {
+            r.set(
+                results
+                    .next()
+                    .unwrap_or_else(|| Err("the backend returned too few results".into())),
+            );
+        }
         // Streams just answered count as able to submit again.
         sh.cv.notify_all();
     }

@@ -85,6 +85,8 @@ pub struct Engine {
     model_path: PathBuf,
     /// Providers `auto` skipped, and why.
     fallbacks: Vec<(Provider, String)>,
+    /// ONNX Runtime's warning that some nodes run on its CPU provider (GPU sessions).
+    cpu_nodes: Option<String>,
     events: Vec<EngineEvent>,
     upgrade: Option<Upgrade>,
     cuda_graph: bool,
@@ -205,7 +207,14 @@ impl Engine {
         provider: Provider,
         trt: Option<&TrtSetup>,
     ) -> Result<Engine, EngineError> {
-        let session = create_session(rt, cfg, provider, trt)?;
+        let (session, warnings) =
+            super::runtime::capture_warnings(|| create_session(rt, cfg, provider, trt));
+        let session = session?;
+        // "Some nodes were not assigned to the preferred execution providers ...": those run on
+        // ONNX Runtime's CPU provider inside this GPU session.
+        let cpu_nodes = warnings
+            .into_iter()
+            .find(|w| w.contains("not assigned to the preferred execution provider"));
         let info = read_model_info(&session, &cfg.model)?;
         let gpu = matches!(provider, Provider::Cuda | Provider::TensorRt);
         let cuda_graph = provider == Provider::Cuda && cfg.cuda.cuda_graph;
@@ -237,6 +246,7 @@ impl Engine {
             provider,
             runtime_path: rt.path.clone(),
             model_path: cfg.model.clone(),
+            cpu_nodes,
             fallbacks: Vec::new(),
             events: Vec::new(),
             upgrade: None,
@@ -306,6 +316,12 @@ impl Engine {
     }
 
     /// Providers `auto` passed over, with the reason each could not start.
+    /// ONNX Runtime's warning, when some of the model's nodes run on its CPU provider inside a
+    /// GPU session.
+    pub fn cpu_nodes(&self) -> Option<&str> {
+        self.cpu_nodes.as_deref()
+    }
+
     pub fn fallbacks(&self) -> &[(Provider, String)] {
         &self.fallbacks
     }
@@ -701,6 +717,22 @@ fn run_host<R>(
         .try_extract_tensor::<f32>()
         .map_err(|e| EngineError::Inference(format!("output is not an f32 tensor: {e}")))?;
     Ok(f(oshape, data))
+}
+
+/// Creates and drops `n` bare sessions of `cfg` on its provider (no I/O buffers, no run),
+/// calling `each(i)` after each: for the soak tool, to tell ONNX Runtime's own memory per session
+/// from the engine's.
+pub fn churn_sessions(
+    cfg: &EngineConfig,
+    n: usize,
+    mut each: impl FnMut(usize),
+) -> Result<(), EngineError> {
+    let rt = runtime()?;
+    for i in 0..n {
+        drop(create_session(&rt, cfg, cfg.provider, None)?);
+        each(i);
+    }
+    Ok(())
 }
 
 fn create_session(

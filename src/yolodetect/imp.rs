@@ -207,6 +207,8 @@ struct Stats {
     batching: Batching,
     /// Model swaps while running.
     swaps: u64,
+    /// Prometheus series, from start to stop.
+    metrics: Option<crate::metrics::ElementMetrics>,
 }
 
 #[derive(Default, Clone)]
@@ -854,11 +856,20 @@ impl YoloDetect {
     /// Records one frame's stage times and posts the periodic stats message when one is due.
     fn record_stats(&self, start: Instant, t: [Instant; 5], interval_ms: u32) {
         let mut st = self.stats.lock();
-        st.stages.record(start, FrameTimes::from_instants(t));
+        let times = FrameTimes::from_instants(t);
+        st.stages.record(start, times);
+        if let Some(m) = &st.metrics {
+            m.inferred(
+                times.pre.as_secs_f64(),
+                times.infer.as_secs_f64(),
+                times.post.as_secs_f64(),
+            );
+        }
         if st.stages.frames().is_multiple_of(LATENCY_EVERY) {
             let summary = st.stages.summary();
             drop(st);
             self.update_latency(&summary);
+            self.sample_gpu_memory();
             st = self.stats.lock();
         }
         let interval = std::time::Duration::from_millis(interval_ms.into());
@@ -868,6 +879,29 @@ impl YoloDetect {
         drop(st);
         let s = self.stats_structure();
         self.post(s);
+    }
+
+    /// GPU memory for the metrics, where frames are letterboxed on a GPU.
+    fn sample_gpu_memory(&self) {
+        let gpu = self.state.lock().as_ref().and_then(|st| {
+            let dev = st.instance.config().engine.device_id;
+            st.instance.gpu().map(|g| (g.clone(), dev))
+        });
+        if let Some((g, dev)) = gpu
+            && let Ok((used, total)) = g.memory_used()
+        {
+            crate::metrics::set_gpu_memory(dev, used, total);
+        }
+    }
+
+    /// Counts a frame that failed, for the metrics.
+    fn count_error<T>(&self, r: Result<T, gst::FlowError>) -> Result<T, gst::FlowError> {
+        if matches!(r, Err(e) if e != gst::FlowError::Flushing)
+            && let Some(m) = &self.stats.lock().metrics
+        {
+            m.error();
+        }
+        r
     }
 
     fn post(&self, s: gst::Structure) {
@@ -958,7 +992,12 @@ impl YoloDetect {
             gst::info!(CAT, imp = self, "{ev:?}");
             self.post(providers::event_structure(ev));
             if let engine::EngineEvent::Switched { to, .. } = ev {
-                self.stats.lock().provider = to.name();
+                let mut stats = self.stats.lock();
+                stats.provider = to.name();
+                if let Some(m) = &mut stats.metrics {
+                    m.set_provider(to.name());
+                }
+                drop(stats);
                 self.obj().notify("active-provider");
             }
         }
@@ -1117,10 +1156,26 @@ impl BaseTransformImpl for YoloDetect {
             gst::info!(CAT, imp = self, "{} not used: {reason}", p.name());
             started = started.field(format!("{}-unavailable", p.name()), reason.as_str());
         }
+        // Not a silent fall back: nodes the GPU provider has no kernel for (or that ONNX Runtime
+        // keeps on the CPU on purpose, shape computations) run on its CPU provider.
+        if let Some(w) = state.instance.cpu_nodes() {
+            gst::info!(CAT, imp = self, "some nodes run on the CPU provider: {w}");
+            started = started.field("cpu-nodes", w);
+        }
         let events = state
             .instance
             .events_since(&mut state.event_cursor, settings.gpu.pipelined);
         let instance = Arc::downgrade(&state.instance);
+        let mut metrics =
+            crate::metrics::ElementMetrics::new(&element_path(self.obj().upcast_ref()));
+        metrics.set_provider(provider.name());
+        if let Some(Err(e)) = crate::metrics::serve_from_env() {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::OpenWrite,
+                ("no metrics endpoint: {e}")
+            );
+        }
         *self.state.lock() = Some(state);
         *self.stats.lock() = Stats {
             stages: StageStats::default(),
@@ -1128,6 +1183,7 @@ impl BaseTransformImpl for YoloDetect {
             instance,
             batching: Batching::default(),
             swaps: 0,
+            metrics: Some(metrics),
         };
         self.post(started.build());
         self.post_engine_events(events);
@@ -1141,7 +1197,8 @@ impl BaseTransformImpl for YoloDetect {
         inbuf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         if self.settings.lock().gpu.pipelined {
-            self.submit_pipelined(inbuf)
+            let r = self.submit_pipelined(inbuf);
+            self.count_error(r)
         } else {
             self.parent_submit_input_buffer(is_discont, inbuf)
         }
@@ -1209,7 +1266,10 @@ impl BaseTransformImpl for YoloDetect {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         // The last counters, for `stats` after stop.
-        self.stats.lock().batching();
+        let mut stats = self.stats.lock();
+        stats.batching();
+        stats.metrics = None;
+        drop(stats);
         *self.state.lock() = None;
         gst::info!(CAT, imp = self, "stopped");
         Ok(())
@@ -1270,6 +1330,18 @@ impl BaseTransformImpl for YoloDetect {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let r = self.transform_frame(buf);
+        self.count_error(r)
+    }
+}
+
+impl YoloDetect {
+    /// One frame: letterbox, infer (batched with the instance's other streams), decode + NMS,
+    /// attach the metas.
+    fn transform_frame(
+        &self,
+        buf: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.adopt_successor();
         self.poll_engine();
         let fp = self.frame_params();
@@ -1359,6 +1431,19 @@ fn attach_roi_metas(buf: &mut gst::BufferRef, dets: &[Detection], w: u32, h: u32
         }
         roi.add_param(param.build());
     }
+}
+
+/// The element's names from the top-level bin down, `/pipeline0/yolodetect0` (the metrics'
+/// `element` label; `path_string` also writes the type names).
+fn element_path(obj: &gst::Object) -> String {
+    let mut names = vec![obj.name()];
+    let mut parent = obj.parent();
+    while let Some(p) = parent {
+        names.push(p.name());
+        parent = p.parent();
+    }
+    names.reverse();
+    format!("/{}", names.join("/"))
 }
 
 /// Routes ONNX Runtime's log lines into the `yoloort` debug category (once per process).

@@ -54,6 +54,9 @@ impl YoloDetect {
             }
             d
         };
+        if let Some(m) = &self.stats.lock().metrics {
+            m.skipped(decision == Decision::Late);
+        }
         gst::log!(
             CAT,
             imp = self,

@@ -239,6 +239,10 @@ impl YoloDetect {
             stats.provider = next.provider().name();
             stats.instance = Arc::downgrade(&next);
             stats.swaps += 1;
+            if let Some(m) = &mut stats.metrics {
+                m.swapped();
+                m.set_provider(next.provider().name());
+            }
         }
         gst::info!(
             CAT,
