@@ -49,11 +49,7 @@ gst::plugin_define!(
     "MPL",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    // As GStreamer's own `package-origin` build option: packagers set the URL they ship from;
-    // without it, GStreamer's wording for an unknown origin rather than a made-up address.
-    match option_env!("GST_YOLO_PACKAGE_ORIGIN") {
-        Some(origin) => origin,
-        None => "Unknown package origin",
-    },
+    // GST_YOLO_PACKAGE_ORIGIN at build time (build.rs), else "Unknown package origin".
+    env!("GST_YOLO_PACKAGE_ORIGIN_URL"),
     env!("BUILD_REL_DATE")
 );
