@@ -314,7 +314,7 @@ fn churn(o: &Opts, n: u64, how: Churn) -> Result<(), String> {
     let t = Instant::now();
     if how != Churn::Engines {
         gstyolo::engine::churn_sessions(&cfg, n as usize, how == Churn::SessionsRun, |i| {
-            if i as u64 % step == 0 {
+            if (i as u64).is_multiple_of(step) {
                 samples.take();
             }
         })
