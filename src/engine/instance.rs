@@ -322,6 +322,19 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+/// Returns free heap memory of every malloc arena to the system (glibc's `malloc_trim`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim takes a padding size and has no preconditions; it is thread-safe.
+    unsafe { malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
 static INSTANCES: Mutex<Option<HashMap<String, Weak<Instance>>>> = Mutex::new(None);
 
 impl Instance {
@@ -370,6 +383,24 @@ impl Instance {
                 .insert(id.clone(), Arc::downgrade(&new));
         }
         *self.successor.lock() = Some(new);
+    }
+
+    /// Lets go of `old`, an instance a swap replaced, on a thread of its own, then hands the
+    /// memory its sessions freed back to the system. The successor was loaded on another
+    /// thread, and glibc keeps memory freed in that thread's arena: without the trim, resident
+    /// memory grew ~145 KiB per swap on the CPU (1,000 swaps: +142 MiB; +2 MiB with
+    /// `MALLOC_ARENA_MAX=1`).
+    pub fn retire(old: Arc<Instance>) {
+        let spawned = std::thread::Builder::new()
+            .name("yolo-retire".into())
+            .spawn(move || {
+                drop(old);
+                trim_heap();
+            });
+        // Without a thread, the closure (and `old` with it) was dropped here already.
+        if spawned.is_err() {
+            trim_heap();
+        }
     }
 
     /// The newest instance that replaced this one, if any.

@@ -218,7 +218,7 @@ impl YoloDetect {
             ));
             Vec::new()
         });
-        let old_model = {
+        let old = {
             let mut guard = self.state.lock();
             let Some(st) = guard.as_mut() else { return };
             let old = std::mem::replace(&mut st.instance, next.clone());
@@ -227,8 +227,11 @@ impl YoloDetect {
             st.event_cursor = 0;
             st.upload = None;
             st.serving = s.clone();
-            old.config().engine.model.clone()
+            old
         };
+        let old_model = old.config().engine.model.clone();
+        // Not on this streaming thread: dropping sessions takes milliseconds.
+        Instance::retire(old);
         {
             let mut cur = self.settings.lock();
             cur.model = s.model.clone();
