@@ -17,8 +17,8 @@
 //! With --provider cuda the samples include the GPU's memory in use.
 //! ```
 //! Pipelines are `videotestsrc ! 320x240 I420 ! yolodetect ! fakesink`. Each phase ends with
-//! one line `soak <phase>: ... drift <MiB> MiB ...` (last sample minus the first after the
-//! first 10% of the run).
+//! one line `soak <phase>: ... drift <MiB> MiB ...`: the floor of resident memory (lowest sample)
+//! over the last 10% of the run minus that over the 10% after the first 10% (warm-up).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,16 +63,23 @@ impl Samples {
         }
     }
 
-    /// (after warm-up, last, max after warm-up - min after warm-up).
+    /// (after warm-up, end, max after warm-up - min after warm-up), where "after warm-up" and
+    /// "end" are the lowest sample of the 10% of samples after the first 10%, and of the last
+    /// 10%: a leak raises that floor, while a sample taken as a swap's old model is still being
+    /// released (on a thread of its own) only spikes above it.
     fn drift(&self) -> (f64, f64, f64) {
         let v = &self.0;
         if v.is_empty() {
             return (f64::NAN, f64::NAN, f64::NAN);
         }
-        let warm = &v[v.len() / 10..];
+        let tenth = (v.len() / 10).max(1);
+        let floor = |w: &[f64]| w.iter().copied().fold(f64::MAX, f64::min);
+        let warm = &v[(v.len() / 10).min(v.len() - 1)..];
         let max = warm.iter().copied().fold(f64::MIN, f64::max);
-        let min = warm.iter().copied().fold(f64::MAX, f64::min);
-        (warm[0], v[v.len() - 1], max - min)
+        let min = floor(warm);
+        let first = floor(&warm[..tenth.min(warm.len())]);
+        let last = floor(&v[v.len() - tenth.min(v.len())..]);
+        (first, last, max - min)
     }
 
     fn report(&self, phase: &str, extra: &str) {
