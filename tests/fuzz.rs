@@ -139,6 +139,7 @@ proptest! {
             agnostic,
             max_detections,
             classes: &classes,
+            ..PostParams::default()
         };
         let lb = Letterbox::new(src_w, src_h, dst_w, dst_h);
         let mut out = Vec::new();
