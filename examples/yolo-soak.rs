@@ -12,6 +12,7 @@
 //! yolo-soak engines N   [--model M]           N engines (session + I/O buffers + one run) made
 //!                                             and dropped, without GStreamer
 //! yolo-soak sessions N  [--model M]           N bare ONNX Runtime sessions made and dropped
+//! yolo-soak sessions-run N [--model M]        the same, each run once with ONNX Runtime's API
 //!     [--provider cpu|cuda] [--deinit]  (--deinit: gst::deinit at the end, for the leaks tracer)
 //! With --provider cuda the samples include the GPU's memory in use.
 //! ```
@@ -290,8 +291,19 @@ fn parallel(o: &Opts, pipelines: u64, n: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Engines (`bare`: sessions only) made and dropped, without GStreamer.
-fn churn(o: &Opts, n: u64, bare: bool) -> Result<(), String> {
+/// How [`churn`] makes and drops each model.
+#[derive(Clone, Copy, PartialEq)]
+enum Churn {
+    /// Our engine (session, I/O, warm-up), run once.
+    Engines,
+    /// ONNX Runtime sessions alone, never run.
+    Sessions,
+    /// ONNX Runtime sessions run once on host tensors with its plain API.
+    SessionsRun,
+}
+
+/// Engines or bare sessions made and dropped, without GStreamer.
+fn churn(o: &Opts, n: u64, how: Churn) -> Result<(), String> {
     let mut cfg = gstyolo::engine::EngineConfig::new(o.model.clone());
     cfg.provider = match o.provider.as_str() {
         "cuda" => gstyolo::engine::Provider::Cuda,
@@ -300,9 +312,9 @@ fn churn(o: &Opts, n: u64, bare: bool) -> Result<(), String> {
     let mut samples = Samples::default();
     let step = (n / 50).max(1);
     let t = Instant::now();
-    if bare {
-        gstyolo::engine::churn_sessions(&cfg, n as usize, |i| {
-            if i as u64 % step == 0 {
+    if how != Churn::Engines {
+        gstyolo::engine::churn_sessions(&cfg, n as usize, how == Churn::SessionsRun, |i| {
+            if (i as u64).is_multiple_of(step) {
                 samples.take();
             }
         })
@@ -323,7 +335,11 @@ fn churn(o: &Opts, n: u64, bare: bool) -> Result<(), String> {
     samples.take();
     let (warm, last, _) = samples.drift();
     samples.report(
-        if bare { "sessions" } else { "engines" },
+        match how {
+            Churn::Engines => "engines",
+            Churn::Sessions => "sessions",
+            Churn::SessionsRun => "sessions-run",
+        },
         &format!(
             "; {n} in {:.0} s, {:.1} KiB per one after warm-up",
             t.elapsed().as_secs_f64(),
@@ -373,9 +389,10 @@ fn run() -> Result<(), String> {
         Some("swaps") => swaps(&o, num(1)?),
         Some("cycles") => cycles(&o, num(1)?),
         Some("parallel") => parallel(&o, num(1)?, num(2)?),
-        Some("engines") => churn(&o, num(1)?, false),
-        Some("sessions") => churn(&o, num(1)?, true),
-        _ => Err("usage: yolo-soak frames|swaps|cycles N | parallel P N [--model M] [--alt M2] [--provider P] [--deinit]".into()),
+        Some("engines") => churn(&o, num(1)?, Churn::Engines),
+        Some("sessions") => churn(&o, num(1)?, Churn::Sessions),
+        Some("sessions-run") => churn(&o, num(1)?, Churn::SessionsRun),
+        _ => Err("usage: yolo-soak frames|swaps|cycles|engines|sessions|sessions-run N | parallel P N [--model M] [--alt M2] [--provider P] [--deinit]".into()),
     };
     if deinit {
         // SAFETY: every GStreamer object of this program has been dropped (the phase functions

@@ -8,7 +8,8 @@
 #   usage (repository root; .gpu/ from scripts/gpu/make-payload.sh and
 #     MODELS=yolov8n-dynamic.onnx EXAMPLES="yolo-bench yolo-soak" TESTS="live metrics" scripts/gpu/pack-proof.sh):
 #     scripts/gpu/live-ops.sh [LOG_DIR]     (default: $OUT or /tmp/live-ops)
-#   SWAPS, CYCLES, FRAMES, CHURN size the soak (defaults 200, 200, 20000, 100).
+#   SWAPS, CYCLES, FRAMES, CHURN size the soak (defaults 200, 200, 20000, 100); PHASES picks what
+#   runs (default: tests frames swaps cycles engines sessions sessions-run cpu-nodes).
 set -uo pipefail
 repo=$(pwd)
 [ -d "$repo/.gpu" ] || { echo "run from the repository root (no .gpu/)" >&2; exit 1; }
@@ -26,15 +27,17 @@ summary=$logs/summary.txt; : >"$summary"
 row() { printf '%-48s %s\n' "$1" "$2" | tee -a "$summary"; }
 log() { echo "== $*"; }
 SWAPS=${SWAPS:-200} CYCLES=${CYCLES:-200} FRAMES=${FRAMES:-20000} CHURN=${CHURN:-100}
+PHASES=" ${PHASES:-tests frames swaps cycles engines sessions sessions-run cpu-nodes} "
+want() { [[ $PHASES == *" $1 "* ]]; }
 
 log "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$logs/gpu.txt"
 row "GPU" "$(head -n1 "$logs/gpu.txt")"
 row "ONNX Runtime" "$(ls "$GST_YOLO_ORT_DIR" | sed -n 's/^libonnxruntime\.so\.\(1\.[0-9.]*\)$/\1/p')"
 
-log "live-operation tests on CUDA"
+want tests && log "live-operation tests on CUDA"
 export GST_YOLO_TEST_PROVIDER=cuda
-for t in live metrics; do
+want tests && for t in live metrics; do
   timeout 400 "$B/test-$t" --test-threads=1 >"$logs/test-$t.txt" 2>&1
   rc=$?
   row "tests/$t.rs on cuda" "$([ $rc = 0 ] && grep -o '[0-9]* passed; [0-9]* failed' "$logs/test-$t.txt" | tail -n1 || echo "FAIL (rc $rc)")"
@@ -58,6 +61,7 @@ done
 a=$tmp/yolov8n-160.onnx b=$tmp/yolov8n-192.onnx
 soak() {
   local name=$1; shift
+  want "$name" || return 0
   timeout 900 "$B/yolo-soak" "$@" --model "$a" --alt "$b" --provider cuda >"$logs/soak-$name.txt" 2>&1
   local rc=$?
   row "soak $name (cuda)" "$([ $rc = 0 ] && grep -o 'drift.*' "$logs/soak-$name.txt" | head -n1 || echo "FAIL (rc $rc)")"
@@ -69,13 +73,16 @@ soak swaps swaps "$SWAPS"
 soak cycles cycles "$CYCLES"
 soak engines engines "$CHURN"
 soak sessions sessions "$CHURN"
+soak sessions-run sessions-run "$CHURN"
 # The same on the CPU provider, for comparison (is the growth per session CUDA's?).
-timeout 600 "$B/yolo-soak" sessions "$CHURN" --model "$a" --provider cpu >"$logs/soak-sessions-cpu.txt" 2>&1
-row "soak sessions (cpu)" "$(grep -o 'drift.*' "$logs/soak-sessions-cpu.txt" | head -n1)"
+if want sessions; then
+  timeout 600 "$B/yolo-soak" sessions "$CHURN" --model "$a" --provider cpu >"$logs/soak-sessions-cpu.txt" 2>&1
+  row "soak sessions (cpu)" "$(grep -o 'drift.*' "$logs/soak-sessions-cpu.txt" | head -n1)"
+fi
 
-log "nodes on ONNX Runtime's CPU provider in a CUDA session"
-GST_DEBUG=yolodetect:4,yoloort:2 timeout 300 "$B/yolo-soak" frames 20 --model "$D" --provider cuda >"$logs/cpu-nodes.txt" 2>&1
-row "cpu-nodes (yolov8n, CUDA)" "$(grep -o 'some nodes run on the CPU provider.*' "$logs/cpu-nodes.txt" | head -n1 | cut -c1-160 || true)"
-grep -i "not assigned\|cpu provider" "$logs/cpu-nodes.txt" | head -n 5 | cut -c1-300
+want cpu-nodes && log "nodes on ONNX Runtime's CPU provider in a CUDA session"
+want cpu-nodes && GST_DEBUG=yolodetect:4,yoloort:2 timeout 300 "$B/yolo-soak" frames 20 --model "$D" --provider cuda >"$logs/cpu-nodes.txt" 2>&1
+want cpu-nodes && row "cpu-nodes (yolov8n, CUDA)" "$(grep -o 'some nodes run on the CPU provider.*' "$logs/cpu-nodes.txt" | head -n1 | cut -c1-160 || true)"
+want cpu-nodes && grep -i "not assigned\|cpu provider" "$logs/cpu-nodes.txt" | head -n 5 | cut -c1-300
 log "summary"
 cat "$summary"

@@ -398,8 +398,8 @@ unsafe impl Sync for GpuLetterbox {}
 
 impl Drop for GpuLetterbox {
     fn drop(&mut self) {
-        // SAFETY: the stream was created in `ctx`; the primary context stays retained for the
-        // process (ONNX Runtime uses it too), so its module goes with it.
+        // SAFETY: the stream was created in `ctx`; the primary context and the kernel's module
+        // stay for the process (`kernel`), as ONNX Runtime keeps the context too.
         unsafe {
             (self.drv.ctx_set_current)(self.ctx);
             (self.drv.stream_destroy)(*self.stream.get_mut());
@@ -407,52 +407,77 @@ impl Drop for GpuLetterbox {
     }
 }
 
+/// A device's primary context and the letterbox kernel loaded into it.
+#[derive(Clone, Copy)]
+struct Kernel(CuContext, CuFunction);
+// SAFETY: plain driver handles, valid for the process (the primary context stays retained and
+// the module loaded), usable from any thread once the context is current.
+unsafe impl Send for Kernel {}
+
+/// Compiles the kernel with NVRTC and loads it into `device`'s primary context once per
+/// process: a module per session start cost ~1 s of NVRTC and leaked the module (host and GPU
+/// memory grew with every model swap and state cycle on the GPU host).
+fn kernel(d: &Driver, device: i32) -> Result<(CuContext, CuFunction), String> {
+    static KERNELS: Mutex<Vec<(i32, Kernel)>> = Mutex::new(Vec::new());
+    let mut kernels = KERNELS.lock();
+    if let Some((_, k)) = kernels.iter().find(|(dev, _)| *dev == device) {
+        return Ok((k.0, k.1));
+    }
+    let mut dev: CuDevice = 0;
+    let (mut major, mut minor) = (0, 0);
+    let mut ctx: CuContext = std::ptr::null_mut();
+    // SAFETY: driver calls with valid out-pointers.
+    unsafe {
+        d.check((d.device_get)(&mut dev, device), "cuDeviceGet")?;
+        d.check(
+            (d.device_attr)(&mut major, CU_ATTR_CC_MAJOR, dev),
+            "compute capability",
+        )?;
+        d.check(
+            (d.device_attr)(&mut minor, CU_ATTR_CC_MINOR, dev),
+            "compute capability",
+        )?;
+        d.check(
+            (d.primary_retain)(&mut ctx, dev),
+            "cuDevicePrimaryCtxRetain",
+        )?;
+        d.check((d.ctx_set_current)(ctx), "cuCtxSetCurrent")?;
+    }
+    let ptx = compile_ptx(KERNEL, major, minor)?;
+    let mut module: CuModule = std::ptr::null_mut();
+    let mut func: CuFunction = std::ptr::null_mut();
+    // SAFETY: `ptx` is NUL-terminated PTX from NVRTC; out-pointers are valid.
+    unsafe {
+        d.check(
+            (d.module_load_data)(&mut module, ptx.as_ptr().cast()),
+            "loading the pre-processing kernel",
+        )?;
+        d.check(
+            (d.module_get_function)(&mut func, module, c"letterbox".as_ptr()),
+            "cuModuleGetFunction",
+        )?;
+    }
+    kernels.push((device, Kernel(ctx, func)));
+    Ok((ctx, func))
+}
+
 impl GpuLetterbox {
-    /// Compiles the kernel for `device` and loads it into the device's primary context.
+    /// The kernel for `device` (compiled and loaded once per process, see [`kernel`]) with a
+    /// stream of its own.
     pub fn new(device: i32) -> Result<GpuLetterbox, String> {
         let drv = driver()?;
-        let d = &drv;
-        let mut dev: CuDevice = 0;
-        let (mut major, mut minor) = (0, 0);
-        let mut ctx: CuContext = std::ptr::null_mut();
-        // SAFETY: driver calls with valid out-pointers.
-        unsafe {
-            d.check((d.device_get)(&mut dev, device), "cuDeviceGet")?;
-            d.check(
-                (d.device_attr)(&mut major, CU_ATTR_CC_MAJOR, dev),
-                "compute capability",
-            )?;
-            d.check(
-                (d.device_attr)(&mut minor, CU_ATTR_CC_MINOR, dev),
-                "compute capability",
-            )?;
-            d.check(
-                (d.primary_retain)(&mut ctx, dev),
-                "cuDevicePrimaryCtxRetain",
-            )?;
-            d.check((d.ctx_set_current)(ctx), "cuCtxSetCurrent")?;
-        }
-        let ptx = compile_ptx(KERNEL, major, minor)?;
-        let mut module: CuModule = std::ptr::null_mut();
-        let mut func: CuFunction = std::ptr::null_mut();
+        let (ctx, func) = kernel(&drv, device)?;
         let mut stream: CuStream = std::ptr::null_mut();
-        // SAFETY: `ptx` is NUL-terminated PTX from NVRTC; out-pointers are valid.
+        // SAFETY: `ctx` is the retained primary context; the out-pointer is valid.
         unsafe {
-            d.check(
-                (d.module_load_data)(&mut module, ptx.as_ptr().cast()),
-                "loading the pre-processing kernel",
-            )?;
-            d.check(
-                (d.module_get_function)(&mut func, module, c"letterbox".as_ptr()),
-                "cuModuleGetFunction",
-            )?;
-            d.check(
-                (d.stream_create)(&mut stream, CU_STREAM_NON_BLOCKING),
+            drv.check((drv.ctx_set_current)(ctx), "cuCtxSetCurrent")?;
+            drv.check(
+                (drv.stream_create)(&mut stream, CU_STREAM_NON_BLOCKING),
                 "cuStreamCreate",
             )?;
         }
         Ok(GpuLetterbox {
-            drv: drv.clone(),
+            drv,
             ctx,
             func,
             stream: Mutex::new(stream),

@@ -719,17 +719,26 @@ fn run_host<R>(
     Ok(f(oshape, data))
 }
 
-/// Creates and drops `n` bare sessions of `cfg` on its provider (no I/O buffers, no run),
-/// calling `each(i)` after each: for the soak tool, to tell ONNX Runtime's own memory per session
-/// from the engine's.
+/// Creates and drops `n` bare sessions of `cfg` on its provider (no I/O buffers; with `run`, one
+/// inference each), calling `each(i)` after each: for the soak tool, to tell ONNX Runtime's own
+/// memory per session from the engine's.
 pub fn churn_sessions(
     cfg: &EngineConfig,
     n: usize,
+    run: bool,
     mut each: impl FnMut(usize),
 ) -> Result<(), EngineError> {
     let rt = runtime()?;
     for i in 0..n {
-        drop(create_session(&rt, cfg, cfg.provider, None)?);
+        let mut session = create_session(&rt, cfg, cfg.provider, None)?;
+        // `run`: one inference on plain host tensors, ONNX Runtime's own API and nothing of ours
+        // (no binding, no device buffers), to tell its per-session memory from ours.
+        if run {
+            let info = read_model_info(&session, &cfg.model)?;
+            let input = vec![0.0f32; 3 * info.input_width as usize * info.input_height as usize];
+            run_host(&mut session, &info, &input, 1, |_, _| ())?;
+        }
+        drop(session);
         each(i);
     }
     Ok(())
