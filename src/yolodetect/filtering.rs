@@ -273,13 +273,15 @@ impl YoloDetect {
         let Some(roi) = roi else {
             return (None, None);
         };
+        let mut note = self.roi_note.lock();
         if let Some(r) = roi.crop_for(layout, w, h) {
             if r != roi {
                 gst::trace!(CAT, imp = self, "roi {roi:?} -> {r:?} in {w}x{h}");
             }
+            // A later bad value, even the same one again, warns afresh.
+            note.warned = None;
             return (Some(r), None);
         }
-        let mut note = self.roi_note.lock();
         if note.warned == Some((roi, w, h)) {
             return (None, None);
         }
