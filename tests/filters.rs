@@ -437,3 +437,55 @@ fn roi_per_stream_on_a_shared_batched_instance() {
     assert_eq!(got[1], detect("bus.png", ""));
     assert_ne!(got[0], got[1]);
 }
+
+#[test]
+fn roi_change_in_pipelined_mode_applies_to_later_frames_only() {
+    // Frames in flight when `roi` changes finish with the geometry they were letterboxed with.
+    init();
+    let all = detect("bus.png", "");
+    let roi = detect("bus.png", "roi=\"200,350,610,600\"");
+    assert_ne!(all, roi);
+    let desc = with_test_provider(&format!(
+        "filesrc location=\"{}\" ! pngdec ! imagefreeze num-buffers=6 ! videoconvert ! \
+         video/x-raw,format=RGB ! yolodetect name=d {} pipelined=true ! appsink name=sink sync=false",
+        media("png/bus.png").display(),
+        model_arg()
+    ));
+    let pipeline = gst::parse::launch(&desc)
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("pipeline");
+    let det = pipeline.by_name("d").expect("yolodetect");
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    // From the fourth frame on, before it enters the element.
+    det.static_pad("sink").expect("sink pad").add_probe(
+        gst::PadProbeType::BUFFER,
+        move |pad, _| {
+            if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 3
+                && let Some(d) = pad.parent_element()
+            {
+                d.set_property("roi", "200,350,610,600");
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+        .expect("appsink");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let mut out = Vec::new();
+    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+        out.push(
+            s.buffer()
+                .and_then(|b| b.meta::<gstyolo::meta::DetectionMeta>())
+                .map(|m| m.detections().to_vec())
+                .unwrap_or_default(),
+        );
+    }
+    pipeline.set_state(gst::State::Null).ok();
+    assert_eq!(out.len(), 6);
+    for (i, d) in out.iter().enumerate() {
+        assert_eq!(d, if i < 3 { &all } else { &roi }, "frame {i}");
+    }
+}
