@@ -14,6 +14,7 @@ pub mod bytetrack;
 pub mod detection;
 pub mod draw;
 pub mod engine;
+pub mod filters;
 mod font;
 pub mod frame;
 pub mod labels;

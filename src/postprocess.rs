@@ -15,13 +15,20 @@
 //!   suppressed `x1, y1, x2, y2, score, class`; keep `score > conf`, `classes` filter, at most
 //!   `max_detections`; no NMS is run (Ultralytics doesn't either).
 //!
+//! - Filters ([`crate::filters`]), all before NMS as DeepStream's nvinfer applies its
+//!   `pre-cluster-threshold` and `detected-min-w`-style limits: `conf` above is the lowest
+//!   threshold in force, and each candidate must beat its class's own threshold when it has
+//!   one; boxes outside the size limits (frame pixels, measured after clipping) are dropped.
+//!
 //! Boxes are then mapped from network-input pixels to frame pixels with the letterbox
-//! (`(x - pad) / scale`) and clipped to the frame. No GStreamer types here.
+//! (`(x - pad) / scale`, plus the region of interest's origin) and clipped to the letterboxed
+//! region (the frame, or the region of interest). No GStreamer types here.
 
 use std::fmt;
 use std::sync::Arc;
 
 use crate::detection::Detection;
+use crate::filters::{SizeLimits, class_threshold, lowest_threshold};
 use crate::preprocess::Letterbox;
 
 /// At most this many candidates (highest scores) enter NMS, as Ultralytics' `max_nms`.
@@ -316,6 +323,11 @@ pub struct PostParams<'a> {
     pub max_detections: usize,
     /// Keep only these class ids; empty = all.
     pub classes: &'a [u32],
+    /// Per-class confidence thresholds indexed by class id, NaN (or past the end) where
+    /// `conf_threshold` applies ([`crate::filters::threshold_table`]). Applied before NMS.
+    pub class_thresholds: &'a [f32],
+    /// Box size limits in frame pixels, applied before NMS.
+    pub size: SizeLimits,
 }
 
 impl Default for PostParams<'_> {
@@ -326,6 +338,8 @@ impl Default for PostParams<'_> {
             agnostic: false,
             max_detections: DEFAULT_MAX_DETECTIONS,
             classes: &[],
+            class_thresholds: &[],
+            size: SizeLimits::default(),
         }
     }
 }
@@ -415,6 +429,13 @@ impl Postprocessor {
                 self.decode_end_to_end(data, max_detections, params)
             }
         }
+        if !params.size.is_unlimited() {
+            // Measured as emitted (frame pixels, clipped), so every kept box meets the limits.
+            self.cands.retain(|c| {
+                let b = letterbox.box_to_frame(c.b);
+                params.size.allows(b[2] - b[0], b[3] - b[1])
+            });
+        }
         self.sort_candidates();
         match layout {
             HeadLayout::EndToEnd { .. } => {
@@ -443,14 +464,14 @@ impl Postprocessor {
                 *m = if v > *m { v } else { *m };
             }
         }
-        let conf = p.conf_threshold;
+        let conf = lowest_threshold(p.class_thresholds, p.conf_threshold);
         for (a, &score) in self.best.iter().enumerate() {
             if !passes(score, conf) {
                 continue;
             }
             // First class reaching the max: torch's argmax on ties.
             let class = (0..nc).find(|&c| scores[c * na + a] == score).unwrap_or(0) as u32;
-            if !class_wanted(p, class) {
+            if !class_wanted(p, class) || !passes_class(p, score, class) {
                 continue;
             }
             let b = xywh2xyxy(data[a], data[na + a], data[2 * na + a], data[3 * na + a]);
@@ -461,7 +482,7 @@ impl Postprocessor {
     }
 
     fn decode_objectness(&mut self, data: &[f32], nc: usize, na: usize, p: &PostParams) {
-        let conf = p.conf_threshold;
+        let conf = lowest_threshold(p.class_thresholds, p.conf_threshold);
         for (a, row) in data.chunks_exact(5 + nc).take(na).enumerate() {
             let obj = row[4];
             if !passes(obj, conf) {
@@ -479,7 +500,7 @@ impl Postprocessor {
                 }
             }
             let class = class as u32;
-            if !passes(score, conf) || !class_wanted(p, class) {
+            if !passes(score, conf) || !class_wanted(p, class) || !passes_class(p, score, class) {
                 continue;
             }
             let b = xywh2xyxy(row[0], row[1], row[2], row[3]);
@@ -490,15 +511,16 @@ impl Postprocessor {
     }
 
     fn decode_end_to_end(&mut self, data: &[f32], k: usize, p: &PostParams) {
+        let conf = lowest_threshold(p.class_thresholds, p.conf_threshold);
         for (i, row) in data.chunks_exact(6).take(k).enumerate() {
             let score = row[4];
             let class = row[5];
             let class_ok = class >= 0.0 && class < u32::MAX as f32; // also rejects NaN
-            if !passes(score, p.conf_threshold) || !class_ok {
+            if !passes(score, conf) || !class_ok {
                 continue;
             }
             let class = class.round() as u32;
-            if !class_wanted(p, class) {
+            if !class_wanted(p, class) || !passes_class(p, score, class) {
                 continue;
             }
             let b = [row[0], row[1], row[2], row[3]];
@@ -549,12 +571,10 @@ impl Postprocessor {
     }
 
     fn emit(&mut self, lb: &Letterbox, labels: &[Arc<str>], out: &mut Vec<Detection>) {
-        let (w, h) = (lb.src_w as f32, lb.src_h as f32);
         out.reserve(self.keep.len());
         for &k in &self.keep {
             let c = self.cands[k];
-            let (x1, y1) = lb.to_frame(c.b[0], c.b[1]);
-            let (x2, y2) = lb.to_frame(c.b[2], c.b[3]);
+            let [x1, y1, x2, y2] = lb.box_to_frame(c.b);
             let label = match labels.get(c.class as usize) {
                 Some(l) => l.clone(),
                 None => fallback_label(&mut self.fallback_labels, c.class),
@@ -563,11 +583,10 @@ impl Postprocessor {
                 class_id: c.class,
                 label,
                 confidence: c.score,
-                // max/min (not clamp): also maps a NaN coordinate to the frame edge.
-                x1: x1.max(0.0).min(w),
-                y1: y1.max(0.0).min(h),
-                x2: x2.max(0.0).min(w),
-                y2: y2.max(0.0).min(h),
+                x1,
+                y1,
+                x2,
+                y2,
                 track_id: None,
             });
         }
@@ -598,6 +617,15 @@ fn passes(score: f32, conf: f32) -> bool {
 #[inline]
 fn finite_box(b: &[f32; 4]) -> bool {
     b.iter().all(|v| v.is_finite())
+}
+
+/// `score` beats `class`'s own threshold (the global one when it has none).
+#[inline]
+fn passes_class(p: &PostParams, score: f32, class: u32) -> bool {
+    passes(
+        score,
+        class_threshold(p.class_thresholds, p.conf_threshold, class),
+    )
 }
 
 #[inline]
@@ -1050,6 +1078,176 @@ mod tests {
             .map(|d| d.class_id)
             .collect();
         assert_eq!(ids, vec![2, 5]);
+    }
+
+    /// Boxes in input pixels with their class and score, for the filter tests.
+    fn filter_scene() -> V8 {
+        let mut t = V8::new(NC, NA);
+        t.set(1, [100.0, 100.0, 200.0, 200.0], 0, 0.9); // person, big
+        t.set(2, [300.0, 100.0, 310.0, 110.0], 0, 0.4); // person, small
+        t.set(3, [400.0, 100.0, 500.0, 300.0], 2, 0.45); // car
+        t.set(4, [400.0, 400.0, 420.0, 420.0], 2, 0.2); // car under conf
+        t.set(5, [100.0, 400.0, 130.0, 430.0], 5, 0.15); // bus under conf
+        t
+    }
+
+    fn ids_scores(out: &[Detection]) -> Vec<(u32, f32)> {
+        out.iter().map(|d| (d.class_id, d.confidence)).collect()
+    }
+
+    #[test]
+    fn class_threshold_above_conf_removes_only_that_class() {
+        let t = filter_scene();
+        let table = crate::filters::threshold_table(&[(0, 0.5)]);
+        let p = PostParams {
+            class_thresholds: &table,
+            ..Default::default()
+        };
+        assert_eq!(
+            ids_scores(&run(t.layout(), &t.data, &p)),
+            vec![(0, 0.9), (2, 0.45)]
+        );
+    }
+
+    #[test]
+    fn class_threshold_below_conf_adds_that_class_only() {
+        let t = filter_scene();
+        // conf 0.25 keeps 0.9, 0.45, 0.4; car's own 0.1 adds its 0.2 box, not the bus's 0.15.
+        let table = crate::filters::threshold_table(&[(2, 0.1)]);
+        let p = PostParams {
+            class_thresholds: &table,
+            ..Default::default()
+        };
+        assert_eq!(
+            ids_scores(&run(t.layout(), &t.data, &p)),
+            vec![(0, 0.9), (2, 0.45), (0, 0.4), (2, 0.2)]
+        );
+        // Also through the objectness and end-to-end decoders.
+        let rows = [
+            [10.0, 10.0, 50.0, 50.0, 0.2, 2.0],
+            [60.0, 10.0, 90.0, 50.0, 0.2, 5.0],
+            [100.0, 10.0, 150.0, 50.0, 0.6, 0.0],
+        ];
+        let (layout, data) = e2e(&rows, 10);
+        let classes: Vec<_> = run(layout, &data, &p).iter().map(|d| d.class_id).collect();
+        assert_eq!(classes, vec![0, 2]);
+        let nc = 80;
+        let mut data = vec![0.0f32; 10 * (5 + nc)];
+        for (i, (obj, class)) in [(0.3, 2), (0.3, 5), (0.9, 0)].into_iter().enumerate() {
+            let row = &mut data[i * (5 + nc)..(i + 1) * (5 + nc)];
+            row[..5].copy_from_slice(&[100.0 + 50.0 * i as f32, 100.0, 20.0, 20.0, obj]);
+            row[5 + class] = 0.7; // obj 0.3 * 0.7 = 0.21: under 0.25
+        }
+        let layout = HeadLayout::AnchorsObjectness {
+            num_classes: nc,
+            num_anchors: 10,
+        };
+        let classes: Vec<_> = run(layout, &data, &p).iter().map(|d| d.class_id).collect();
+        assert_eq!(classes, vec![0, 2]);
+    }
+
+    #[test]
+    fn thresholds_apply_before_nms() {
+        // A weak person box overlaps a strong car box; agnostic NMS would drop it, but a class
+        // threshold removing the car first (as nvinfer's pre-cluster threshold) lets it live.
+        let mut t = V8::new(NC, NA);
+        t.set(1, [100.0, 100.0, 200.0, 200.0], 2, 0.6);
+        t.set(2, [101.0, 101.0, 201.0, 201.0], 0, 0.5);
+        let agnostic = PostParams {
+            agnostic: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            ids_scores(&run(t.layout(), &t.data, &agnostic)),
+            vec![(2, 0.6)]
+        );
+        let table = crate::filters::threshold_table(&[(2, 0.7)]);
+        let p = PostParams {
+            class_thresholds: &table,
+            ..agnostic
+        };
+        assert_eq!(ids_scores(&run(t.layout(), &t.data, &p)), vec![(0, 0.5)]);
+        // Nor do removed boxes use up max_detections.
+        let t = filter_scene();
+        let table = crate::filters::threshold_table(&[(0, 0.95)]);
+        let p = PostParams {
+            class_thresholds: &table,
+            max_detections: 1,
+            ..Default::default()
+        };
+        assert_eq!(ids_scores(&run(t.layout(), &t.data, &p)), vec![(2, 0.45)]);
+    }
+
+    #[test]
+    fn size_limits_in_frame_pixels() {
+        let t = filter_scene();
+        let all = run(t.layout(), &t.data, &PostParams::default());
+        assert_eq!(all.len(), 3);
+        // Input boxes are 100, 10 and 100 px wide: 168.75, 16.9 and 168.75 frame pixels.
+        let p = PostParams {
+            size: SizeLimits {
+                min_w: 17,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let out = run(t.layout(), &t.data, &p);
+        assert_eq!(ids_scores(&out), vec![(0, 0.9), (2, 0.45)]);
+        let p = PostParams {
+            size: SizeLimits {
+                max_h: 200,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let out = run(t.layout(), &t.data, &p);
+        assert_eq!(ids_scores(&out), vec![(0, 0.9), (0, 0.4)]);
+        for d in &out {
+            assert!(d.y2 - d.y1 <= 200.0, "{d:?}");
+        }
+        // Measured after clipping: a box hanging off the frame's left edge is only its visible
+        // part wide (input x 0..90 is frame x -135..16.9: 16.9 pixels inside the frame).
+        let mut t = V8::new(NC, NA);
+        t.set(1, [0.0, 100.0, 90.0, 200.0], 0, 0.9);
+        let p = PostParams {
+            size: SizeLimits {
+                min_w: 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(run(t.layout(), &t.data, &p).is_empty());
+    }
+
+    #[test]
+    fn roi_boxes_come_back_in_frame_pixels() {
+        // A 400x300 region at (1000, 500) of a 1920x1080 frame, letterboxed into 640x640.
+        let rect = crate::preprocess::Rect {
+            x: 1000,
+            y: 500,
+            w: 400,
+            h: 300,
+        };
+        let l = Letterbox::of_rect(1920, 1080, rect, 640, 640);
+        let mut t = V8::new(NC, NA);
+        let (x1, y1) = l.to_input(1100.0, 550.0);
+        let (x2, y2) = l.to_input(1200.0, 700.0);
+        t.set(1, [x1, y1, x2, y2], 0, 0.9);
+        // One box crossing the region's right edge: clipped to the region, not the frame.
+        let (x1, y1) = l.to_input(1300.0, 600.0);
+        t.set(2, [x1, y1, x2 + 400.0, y2], 2, 0.8); // frame x2 1450
+        let mut out = vec![];
+        Postprocessor::new().run(
+            &t.layout(),
+            &t.data,
+            &PostParams::default(),
+            &l,
+            &labels(NC),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert_box(&out[0], [1100.0, 550.0, 1200.0, 700.0]);
+        assert_box(&out[1], [1300.0, 600.0, 1400.0, 700.0]);
     }
 
     #[test]

@@ -54,11 +54,104 @@ pub enum ChromaUpsampling {
     Nearest,
 }
 
-/// Letterbox geometry: where the scaled frame lies inside the model input.
+/// A rectangle in frame pixels: the part of a frame that is letterboxed (a region of interest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Rect {
+    /// The whole `w x h` frame.
+    pub fn frame(w: u32, h: u32) -> Rect {
+        Rect { x: 0, y: 0, w, h }
+    }
+
+    /// The part of `self` inside a `frame_w x frame_h` frame; `None` when nothing is.
+    pub fn clip(&self, frame_w: u32, frame_h: u32) -> Option<Rect> {
+        let x2 = self.x.saturating_add(self.w).min(frame_w);
+        let y2 = self.y.saturating_add(self.h).min(frame_h);
+        (self.x < x2 && self.y < y2).then(|| Rect {
+            x: self.x,
+            y: self.y,
+            w: x2 - self.x,
+            h: y2 - self.y,
+        })
+    }
+
+    /// The rectangle a frame of `layout` can be cropped to: clipped to the frame and, for 4:2:0
+    /// layouts, its origin moved left/up to even pixels (a chroma sample covers 2x2 pixels, so
+    /// a crop can only start on one), growing it by at most one pixel each way. `None` when
+    /// the rectangle lies outside the frame.
+    pub fn crop_for(&self, layout: PixelLayout, frame_w: u32, frame_h: u32) -> Option<Rect> {
+        let r = self.clip(frame_w, frame_h)?;
+        if !layout.is_yuv() {
+            return Some(r);
+        }
+        let (x, y) = (r.x & !1, r.y & !1);
+        Some(Rect {
+            x,
+            y,
+            w: r.w + (r.x - x),
+            h: r.h + (r.y - y),
+        })
+    }
+}
+
+/// Byte offset of `rect`'s top-left pixel in each plane of a frame of `layout` with row
+/// `strides` (planes past `layout.n_planes()` get 0). For 4:2:0 layouts `rect` must start on
+/// even pixels ([`Rect::crop_for`]).
+pub fn plane_offsets(layout: PixelLayout, rect: Rect, strides: [usize; 3]) -> [usize; 3] {
+    let (x, y) = (rect.x as usize, rect.y as usize);
+    match layout {
+        PixelLayout::I420 => [
+            y * strides[0] + x,
+            y / 2 * strides[1] + x / 2,
+            y / 2 * strides[2] + x / 2,
+        ],
+        PixelLayout::Nv12 => [y * strides[0] + x, y / 2 * strides[1] + x / 2 * 2, 0],
+        _ => {
+            let bpp = layout.packed_rgb().map_or(4, |p| p.0);
+            [y * strides[0] + x * bpp, 0, 0]
+        }
+    }
+}
+
+/// A view of `rect` (from [`Rect::crop_for`]) of `frame`: same strides, planes starting at the
+/// rectangle. `None` when a plane is too short to hold the offset (the frame is then invalid
+/// anyway; [`Preprocessor::run`] checks the rest).
+pub fn crop<'a>(frame: &FrameRef<'a>, rect: Rect) -> Option<FrameRef<'a>> {
+    if rect.x.checked_add(rect.w)? > frame.width || rect.y.checked_add(rect.h)? > frame.height {
+        return None;
+    }
+    let offsets = plane_offsets(frame.layout, rect, frame.planes.map(|p| p.stride));
+    let mut planes = frame.planes;
+    for (p, off) in planes.iter_mut().zip(offsets).take(frame.layout.n_planes()) {
+        p.data = p.data.get(off..)?;
+    }
+    Some(FrameRef {
+        width: rect.w,
+        height: rect.h,
+        planes,
+        ..*frame
+    })
+}
+
+/// Letterbox geometry: where the scaled source rectangle (the whole frame, or a region of
+/// interest) lies inside the model input.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Letterbox {
+    /// Size of the letterboxed source rectangle.
     pub src_w: u32,
     pub src_h: u32,
+    /// Its top-left corner in the frame (0, 0 for the whole frame).
+    pub src_x: u32,
+    pub src_y: u32,
+    /// The whole frame's size.
+    pub frame_w: u32,
+    pub frame_h: u32,
     pub dst_w: u32,
     pub dst_h: u32,
     /// Size of the scaled frame inside the model input.
@@ -79,6 +172,10 @@ impl Letterbox {
             return Letterbox {
                 src_w,
                 src_h,
+                src_x: 0,
+                src_y: 0,
+                frame_w: src_w,
+                frame_h: src_h,
                 dst_w,
                 dst_h,
                 new_w: 0,
@@ -100,6 +197,10 @@ impl Letterbox {
         Letterbox {
             src_w,
             src_h,
+            src_x: 0,
+            src_y: 0,
+            frame_w: src_w,
+            frame_h: src_h,
             dst_w,
             dst_h,
             new_w,
@@ -110,21 +211,59 @@ impl Letterbox {
         }
     }
 
+    /// The letterbox of `rect` (inside the frame, e.g. from [`Rect::crop_for`]) of a
+    /// `frame_w x frame_h` frame: `rect` is scaled and padded as a frame of its size would be,
+    /// and [`Letterbox::to_frame`] adds its origin back.
+    pub fn of_rect(frame_w: u32, frame_h: u32, rect: Rect, dst_w: u32, dst_h: u32) -> Letterbox {
+        Letterbox {
+            src_x: rect.x,
+            src_y: rect.y,
+            frame_w,
+            frame_h,
+            ..Letterbox::new(rect.w, rect.h, dst_w, dst_h)
+        }
+    }
+
+    /// The letterboxed rectangle in frame pixels.
+    pub fn source(&self) -> Rect {
+        Rect {
+            x: self.src_x,
+            y: self.src_y,
+            w: self.src_w,
+            h: self.src_h,
+        }
+    }
+
     /// Maps a point from model-input space back to frame pixels:
-    /// `((x - pad_left) / scale, (y - pad_top) / scale)`, not clipped.
+    /// `((x - pad_left) / scale + src_x, (y - pad_top) / scale + src_y)`, not clipped.
     pub fn to_frame(&self, x: f32, y: f32) -> (f32, f32) {
         (
-            (x - self.pad_left as f32) / self.scale,
-            (y - self.pad_top as f32) / self.scale,
+            (x - self.pad_left as f32) / self.scale + self.src_x as f32,
+            (y - self.pad_top as f32) / self.scale + self.src_y as f32,
         )
     }
 
     /// Maps a frame point into model-input space (inverse of [`Letterbox::to_frame`]).
     pub fn to_input(&self, x: f32, y: f32) -> (f32, f32) {
         (
-            x * self.scale + self.pad_left as f32,
-            y * self.scale + self.pad_top as f32,
+            (x - self.src_x as f32) * self.scale + self.pad_left as f32,
+            (y - self.src_y as f32) * self.scale + self.pad_top as f32,
         )
+    }
+
+    /// Maps an `[x1, y1, x2, y2]` box from model-input space to frame pixels, clipped to the
+    /// letterboxed rectangle (max/min rather than clamp: a NaN coordinate goes to its edge).
+    pub fn box_to_frame(&self, b: [f32; 4]) -> [f32; 4] {
+        let (x1, y1) = self.to_frame(b[0], b[1]);
+        let (x2, y2) = self.to_frame(b[2], b[3]);
+        let (l, t) = (self.src_x as f32, self.src_y as f32);
+        let (r, bot) = (l + self.src_w as f32, t + self.src_h as f32);
+        [
+            x1.max(l).min(r),
+            y1.max(t).min(bot),
+            x2.max(l).min(r),
+            y2.max(t).min(bot),
+        ]
     }
 
     /// True when Ultralytics would skip the resize (scaled size == frame size).
@@ -156,6 +295,9 @@ pub enum PreprocessError {
     OutputTooSmall { len: usize, needed: usize },
     /// The sizes overflow `usize`.
     TooLarge,
+    /// The rectangle to letterbox does not lie inside the frame (or a plane is too short
+    /// to hold its start).
+    RectOutside { rect: Rect, width: u32, height: u32 },
 }
 
 impl fmt::Display for PreprocessError {
@@ -182,6 +324,15 @@ impl fmt::Display for PreprocessError {
                 write!(f, "output tensor holds {len} floats, need {needed}")
             }
             PreprocessError::TooLarge => write!(f, "frame dimensions overflow"),
+            PreprocessError::RectOutside {
+                rect,
+                width,
+                height,
+            } => write!(
+                f,
+                "region {},{} {}x{} does not lie inside the {width}x{height} frame",
+                rect.x, rect.y, rect.w, rect.h
+            ),
         }
     }
 }
@@ -342,6 +493,35 @@ impl Preprocessor {
 
     pub fn chroma_upsampling(&self) -> ChromaUpsampling {
         self.chroma
+    }
+
+    /// Letterboxes `rect` of `frame` (the whole frame when `None`; a rectangle from
+    /// [`Rect::crop_for`]) into `out`, as [`Preprocessor::run`] does a frame; the geometry
+    /// returned maps boxes back to the frame's pixels.
+    pub fn run_rect(
+        &mut self,
+        frame: &FrameRef<'_>,
+        rect: Option<Rect>,
+        dst_w: u32,
+        dst_h: u32,
+        out: &mut [f32],
+    ) -> Result<Letterbox, PreprocessError> {
+        let Some(rect) = rect else {
+            return self.run(frame, dst_w, dst_h, out);
+        };
+        let cropped = crop(frame, rect).ok_or(PreprocessError::RectOutside {
+            rect,
+            width: frame.width,
+            height: frame.height,
+        })?;
+        let lb = self.run(&cropped, dst_w, dst_h, out)?;
+        Ok(Letterbox {
+            src_x: rect.x,
+            src_y: rect.y,
+            frame_w: frame.width,
+            frame_h: frame.height,
+            ..lb
+        })
     }
 
     /// Letterboxes `frame` into `out` (length >= `3 * dst_w * dst_h`, NCHW planar R, G, B,
@@ -1379,5 +1559,194 @@ mod tests {
         assert!(pre.run(&f, 16, 16, &mut out).is_err());
         // Still usable after errors.
         assert!(pre.run(&ok, 16, 16, &mut out).is_ok());
+    }
+
+    #[test]
+    fn rect_clip_and_yuv_alignment() {
+        let r = Rect {
+            x: 5,
+            y: 3,
+            w: 100,
+            h: 100,
+        };
+        assert_eq!(
+            r.clip(50, 40),
+            Some(Rect {
+                x: 5,
+                y: 3,
+                w: 45,
+                h: 37
+            })
+        );
+        assert_eq!(r.clip(5, 40), None);
+        assert_eq!(r.clip(0, 0), None);
+        let far = Rect {
+            x: u32::MAX,
+            y: 0,
+            w: u32::MAX,
+            h: 1,
+        };
+        assert_eq!(far.clip(100, 100), None);
+        assert_eq!(
+            r.crop_for(PixelLayout::Rgb, 50, 40),
+            Some(Rect {
+                x: 5,
+                y: 3,
+                w: 45,
+                h: 37
+            })
+        );
+        // Moved to (4, 2), grown by the pixel it moved, still covering the request.
+        assert_eq!(
+            r.crop_for(PixelLayout::I420, 50, 40),
+            Some(Rect {
+                x: 4,
+                y: 2,
+                w: 46,
+                h: 38
+            })
+        );
+        assert_eq!(r.crop_for(PixelLayout::Nv12, 4, 40), None);
+    }
+
+    #[test]
+    fn roi_geometry_maps_back_to_frame_pixels() {
+        let rect = Rect {
+            x: 100,
+            y: 50,
+            w: 320,
+            h: 160,
+        };
+        let lb = Letterbox::of_rect(1920, 1080, rect, 640, 640);
+        assert_eq!((lb.frame_w, lb.frame_h), (1920, 1080));
+        assert_eq!(lb.source(), rect);
+        assert_eq!(
+            (lb.new_w, lb.new_h, lb.pad_left, lb.pad_top, lb.scale),
+            (640, 320, 0, 160, 2.0)
+        );
+        // The rectangle's corners are the scaled area's corners.
+        assert_eq!(lb.to_input(100.0, 50.0), (0.0, 160.0));
+        assert_eq!(lb.to_frame(640.0, 480.0), (420.0, 210.0));
+        let (x, y) = lb.to_frame(lb.to_input(333.0, 77.0).0, lb.to_input(333.0, 77.0).1);
+        assert!((x - 333.0).abs() < 1e-3 && (y - 77.0).abs() < 1e-3);
+        // Boxes are clipped to the rectangle, not to the frame.
+        let b = lb.box_to_frame([-50.0, 100.0, 700.0, 700.0]);
+        assert_eq!(b, [100.0, 50.0, 420.0, 210.0]);
+        assert_eq!(lb.box_to_frame([f32::NAN, 0.0, 0.0, 0.0])[0], 100.0);
+    }
+
+    /// `w x h` packed RGB with a distinct value per byte.
+    fn pattern(w: u32, h: u32) -> Vec<u8> {
+        (0..w * h * 3)
+            .map(|i| ((i * 31 + i / 7) % 251) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn roi_equals_letterboxing_the_cut_out_image() {
+        let (w, h) = (61u32, 47u32);
+        let img = pattern(w, h);
+        let rect = Rect {
+            x: 7,
+            y: 5,
+            w: 33,
+            h: 21,
+        };
+        let cut: Vec<u8> = (rect.y..rect.y + rect.h)
+            .flat_map(|y| {
+                let o = (y * w * 3 + rect.x * 3) as usize;
+                img[o..o + 3 * rect.w as usize].to_vec()
+            })
+            .collect();
+        let (want_lb, want) = run(
+            &packed(PixelLayout::Rgb, rect.w, rect.h, &cut, 3 * rect.w as usize),
+            64,
+            48,
+        );
+        let mut out = vec![f32::NAN; 3 * 64 * 48];
+        let frame = packed(PixelLayout::Rgb, w, h, &img, 3 * w as usize);
+        let mut pre = Preprocessor::new();
+        let lb = pre.run_rect(&frame, Some(rect), 64, 48, &mut out).unwrap();
+        assert_eq!(out, want);
+        assert_eq!((lb.src_x, lb.src_y, lb.frame_w, lb.frame_h), (7, 5, w, h));
+        assert_eq!(
+            Letterbox {
+                src_x: 0,
+                src_y: 0,
+                frame_w: rect.w,
+                frame_h: rect.h,
+                ..lb
+            },
+            want_lb
+        );
+        assert_eq!(lb, Letterbox::of_rect(w, h, rect, 64, 48));
+        // None is the whole frame.
+        let whole = pre.run_rect(&frame, None, 64, 48, &mut out).unwrap();
+        assert_eq!(whole, Letterbox::new(w, h, 64, 48));
+        // A rectangle past the frame is an error, not a panic.
+        let past = Rect { x: 50, ..rect };
+        assert!(matches!(
+            pre.run_rect(&frame, Some(past), 64, 48, &mut out),
+            Err(PreprocessError::RectOutside { .. })
+        ));
+    }
+
+    #[test]
+    fn roi_on_yuv_equals_the_cut_out_planes() {
+        let (w, h) = (21u32, 15u32);
+        let mut yuv = Yuv::flat(w, h, 0, 0, 0);
+        for (i, v) in yuv.y.iter_mut().enumerate() {
+            *v = (i * 7 % 220 + 16) as u8;
+        }
+        for (i, (u, v)) in yuv.u.iter_mut().zip(yuv.v.iter_mut()).enumerate() {
+            (*u, *v) = ((i * 13 % 200 + 20) as u8, (i * 29 % 200 + 30) as u8);
+        }
+        let rect = Rect {
+            x: 3,
+            y: 5,
+            w: 11,
+            h: 9,
+        }
+        .crop_for(PixelLayout::I420, w, h)
+        .unwrap();
+        assert_eq!((rect.x, rect.y, rect.w, rect.h), (2, 4, 12, 10));
+        let (cw, ch) = (rect.w.div_ceil(2), rect.h.div_ceil(2));
+        let cut = |p: &[u8], stride: u32, x: u32, y: u32, rw: u32, rh: u32| -> Vec<u8> {
+            (y..y + rh)
+                .flat_map(|r| p[(r * stride + x) as usize..][..rw as usize].to_vec())
+                .collect()
+        };
+        let sub = Yuv {
+            w: rect.w,
+            h: rect.h,
+            y: cut(&yuv.y, w, rect.x, rect.y, rect.w, rect.h),
+            u: cut(&yuv.u, w.div_ceil(2), rect.x / 2, rect.y / 2, cw, ch),
+            v: cut(&yuv.v, w.div_ceil(2), rect.x / 2, rect.y / 2, cw, ch),
+        };
+        let color = YuvColor::default();
+        let (pf, ps) = (yuv.i420(3), sub.i420(0));
+        let want = run(&i420_frame(&sub, &ps, 0, color), 32, 32).1;
+        let mut out = vec![f32::NAN; 3 * 32 * 32];
+        let mut pre = Preprocessor::new();
+        pre.run_rect(
+            &i420_frame(&yuv, &pf, 3, color),
+            Some(rect),
+            32,
+            32,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, want, "I420");
+        let (pf, ps) = (yuv.nv12(2), sub.nv12(0));
+        let want = run(&nv12_frame(&sub, &ps, 0, color), 32, 32).1;
+        pre.run_rect(
+            &nv12_frame(&yuv, &pf, 2, color),
+            Some(rect),
+            32,
+            32,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, want, "NV12");
     }
 }

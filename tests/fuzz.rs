@@ -120,6 +120,42 @@ proptest! {
     }
 
     #[test]
+    fn filtered_roi_boxes_stay_in_the_region_and_limits(
+        layout in layout(),
+        data in prop::collection::vec(value(), 0..4000),
+        conf in prop_oneof![0.0f32..1.0, Just(f32::NAN)],
+        thresholds in prop::collection::vec((0u32..100, prop_oneof![0.0f32..1.0, Just(f32::NAN)]), 0..4),
+        (min_w, min_h, max_w, max_h) in (0u32..300, 0u32..300, 0u32..3000, 0u32..3000),
+        (frame_w, frame_h) in (1u32..5000, 1u32..5000),
+        (x, y, w, h) in (0u32..6000, 0u32..6000, 1u32..6000, 1u32..6000),
+        (dst_w, dst_h) in (1u32..1300, 1u32..1300),
+    ) {
+        let table = gstyolo::filters::threshold_table(&thresholds);
+        let size = gstyolo::filters::SizeLimits { min_w, min_h, max_w, max_h };
+        let params = PostParams {
+            conf_threshold: conf,
+            class_thresholds: &table,
+            size,
+            ..PostParams::default()
+        };
+        let roi = gstyolo::preprocess::Rect { x, y, w, h };
+        let Some(rect) = roi.clip(frame_w, frame_h) else {
+            return Ok(());
+        };
+        let lb = Letterbox::of_rect(frame_w, frame_h, rect, dst_w, dst_h);
+        let mut out = Vec::new();
+        Postprocessor::new().run(&layout, &data, &params, &lb, &[], &mut out);
+        for d in &out {
+            let (rx2, ry2) = ((rect.x + rect.w) as f32, (rect.y + rect.h) as f32);
+            prop_assert!(d.x1 >= rect.x as f32 && d.x2 <= rx2, "{d:?} {rect:?}");
+            prop_assert!(d.y1 >= rect.y as f32 && d.y2 <= ry2, "{d:?} {rect:?}");
+            prop_assert!(size.allows(d.x2 - d.x1, d.y2 - d.y1), "{d:?} {size:?}");
+            let own = gstyolo::filters::class_threshold(&table, conf, d.class_id);
+            prop_assert!(d.confidence > own, "{d:?} under {own}");
+        }
+    }
+
+    #[test]
     fn postprocessing_arbitrary_tensors_never_panics(
         layout in layout(),
         data in prop::collection::vec(value(), 0..4000),
@@ -139,6 +175,7 @@ proptest! {
             agnostic,
             max_detections,
             classes: &classes,
+            ..PostParams::default()
         };
         let lb = Letterbox::new(src_w, src_h, dst_w, dst_h);
         let mut out = Vec::new();

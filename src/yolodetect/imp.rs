@@ -16,16 +16,19 @@ use crate::engine::cuda::{DeviceBuffer, DeviceFrame};
 use crate::engine::instance::{FrameInput, FrameOutput, Instance, InstanceConfig};
 use crate::engine::scheduler::StreamHandle;
 use crate::engine::{self, EngineConfig, EngineError, Provider};
+use crate::filters::parse_classes;
 use crate::frame::{FrameRef, PixelLayout, YuvColor};
 use crate::labels;
 use crate::meta::DetectionMeta;
 use crate::postprocess::{PostParams, Postprocessor};
-use crate::preprocess::{Letterbox, Preprocessor};
+use crate::preprocess::{Letterbox, Preprocessor, Rect};
 use crate::stats::{FrameTimes, StageStats, Summary};
 use crate::video::{CudaFrame, frame_ref, layout_of};
 
 use super::providers::{self, GpuSettings};
 
+#[path = "filtering.rs"]
+mod filtering;
 #[path = "live.rs"]
 mod live;
 #[path = "pipelined.rs"]
@@ -141,6 +144,8 @@ struct Settings {
     inference_interval: u32,
     /// Frames the model skips carry the last detections (marked repeated).
     repeat_detections: bool,
+    /// Per-class thresholds, box sizes, region of interest (see `filtering.rs`).
+    filters: filtering::FilterSettings,
 }
 
 impl Default for Settings {
@@ -167,6 +172,7 @@ impl Default for Settings {
             gpu_preprocess: true,
             inference_interval: 1,
             repeat_detections: false,
+            filters: Default::default(),
         }
     }
 }
@@ -236,6 +242,7 @@ pub struct YoloDetect {
     stats: Mutex<Stats>,
     reload: Mutex<swap::Reload>,
     live: Mutex<live::Live>,
+    roi_note: Mutex<filtering::RoiNote>,
 }
 
 #[glib::object_subclass]
@@ -243,54 +250,6 @@ impl ObjectSubclass for YoloDetect {
     const NAME: &'static str = "GstYoloDetect";
     type Type = super::YoloDetect;
     type ParentType = gst_base::BaseTransform;
-}
-
-/// Parses the `classes` property: comma-separated class ids or names (`"0,2"`,
-/// `"person, car"`; ids may also be space-separated). Names and the range of ids are checked
-/// against `labels` when they are known (`None` before start: then a name is an error that
-/// start retries with the labels).
-fn parse_classes(s: &str, labels: Option<&[Arc<str>]>) -> Result<Vec<u32>, String> {
-    let mut ids = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let numbers: Option<Vec<u32>> = item.split_whitespace().map(|t| t.parse().ok()).collect();
-        match numbers {
-            Some(n) => ids.extend(n),
-            None => {
-                let Some(labels) = labels else {
-                    return Err(format!("`{item}` is a class name; names resolve at start"));
-                };
-                let found = labels
-                    .iter()
-                    .position(|l| **l == *item)
-                    .or_else(|| labels.iter().position(|l| l.eq_ignore_ascii_case(item)));
-                let Some(i) = found else {
-                    return Err(format!(
-                        "`{item}` is neither a class id nor one of the model's {} class names \
-                         (e.g. `{}`); use ids such as \"0,2\" or names such as \"person,car\"",
-                        labels.len(),
-                        labels
-                            .iter()
-                            .take(3)
-                            .map(|l| &**l)
-                            .collect::<Vec<_>>()
-                            .join("`, `")
-                    ));
-                };
-                ids.push(i as u32);
-            }
-        }
-    }
-    if let Some(labels) = labels.filter(|l| !l.is_empty())
-        && let Some(bad) = ids.iter().find(|&&id| id as usize >= labels.len())
-    {
-        return Err(format!(
-            "there is no class {bad}: the model has {} classes, ids 0 to {} (this filter would \
-             remove every detection)",
-            labels.len(),
-            labels.len() - 1
-        ));
-    }
-    Ok(ids)
 }
 
 impl ObjectImpl for YoloDetect {
@@ -442,6 +401,7 @@ impl ObjectImpl for YoloDetect {
                     .mutable_ready()
                     .build(),
                         ];
+            v.extend(filtering::properties());
             v.extend(providers::properties());
             v
         });
@@ -498,7 +458,9 @@ impl ObjectImpl for YoloDetect {
                     .unwrap_or("")
                     .to_value()
             }
-            name => providers::get(&s.gpu, name).unwrap_or_else(|| unimplemented!()),
+            name => filtering::get(&s.filters, name)
+                .or_else(|| providers::get(&s.gpu, name))
+                .unwrap_or_else(|| unimplemented!()),
         }
     }
 }
@@ -583,6 +545,7 @@ impl YoloDetect {
         let labels = self.load_labels(s, &info)?;
         let input = vec![0.0; 3 * info.input_width as usize * info.input_height as usize];
         self.resolve_classes(&s.classes_text, &labels)?;
+        self.resolve_filters(&s.filters, &labels)?;
         Ok(State {
             stream: instance.stream(),
             instance,
@@ -706,6 +669,10 @@ impl YoloDetect {
             "chroma-upsampling" => {
                 s.chroma_upsampling = value.get().expect("type checked upstream")
             }
+            name if filtering::is_filter_property(name) => {
+                drop(s);
+                self.set_filter(name, value);
+            }
             name => {
                 if !providers::set(&mut s.gpu, name, value) {
                     unimplemented!()
@@ -821,6 +788,7 @@ pub(super) struct FrameParams {
     agnostic: bool,
     max_det: u32,
     classes: Arc<[u32]>,
+    filters: filtering::FrameFilters,
     pub(super) stats_interval: u32,
     pub(super) interval: u32,
     pub(super) repeat: bool,
@@ -834,6 +802,8 @@ impl FrameParams {
             agnostic: self.agnostic,
             max_detections: self.max_det as usize,
             classes: &self.classes,
+            class_thresholds: &self.filters.class_thresholds,
+            size: self.filters.size,
         }
     }
 }
@@ -847,6 +817,7 @@ impl YoloDetect {
             agnostic: s.agnostic_nms,
             max_det: s.max_detections,
             classes: s.classes.clone(),
+            filters: s.filters.frame(),
             stats_interval: s.stats_interval,
             interval: s.inference_interval,
             repeat: s.repeat_detections,
@@ -1013,6 +984,7 @@ impl YoloDetect {
         info: &gst_video::VideoInfo,
         layout: PixelLayout,
         color: YuvColor,
+        rect: Option<Rect>,
     ) -> Result<(FrameInput, Letterbox), gst::FlowError> {
         let (w, h) = (
             st.instance.info().input_width,
@@ -1027,21 +999,31 @@ impl YoloDetect {
             gst::FlowError::Error
         };
         if let Some(gpu) = st.instance.gpu().cloned() {
-            let lb = Letterbox::new(info.width(), info.height(), w, h);
+            // The region of interest goes up alone: the kernel letterboxes what it is given.
+            let r = rect.unwrap_or(Rect::frame(info.width(), info.height()));
+            let lb = Letterbox::of_rect(info.width(), info.height(), r, w, h);
             let frame = if st.cuda_memory {
                 let cf = CudaFrame::map(buf, info)
                     .ok_or_else(|| fail("cannot map the frame's CUDA memory".into()))?;
+                let planes = cf.planes();
+                let offsets =
+                    crate::preprocess::plane_offsets(layout, r, planes.map(|(_, pitch)| pitch));
                 let df = DeviceFrame {
                     layout,
                     color,
-                    width: info.width(),
-                    height: info.height(),
-                    planes: cf.planes(),
+                    width: r.w,
+                    height: r.h,
+                    planes: std::array::from_fn(|i| {
+                        let (ptr, pitch) = planes[i];
+                        (ptr + offsets[i] as u64, pitch)
+                    }),
                 };
                 gpu.copy_device(&df, &mut st.upload)
             } else {
                 let frame = self.map_readable(buf, info)?;
                 let fr = self.frame_view(&frame, layout, color)?;
+                let fr = crate::preprocess::crop(&fr, r)
+                    .ok_or_else(|| fail(format!("roi {r:?} does not fit the frame")))?;
                 gpu.upload(&fr, &mut st.upload)
             };
             return Ok((FrameInput::Device(frame.map_err(fail)?), lb));
@@ -1054,7 +1036,7 @@ impl YoloDetect {
         }
         let lb = st
             .pre
-            .run(&fr, w, h, &mut st.input)
+            .run_rect(&fr, rect, w, h, &mut st.input)
             .map_err(|e| fail(e.to_string()))?;
         Ok((FrameInput::Tensor(std::mem::take(&mut st.input)), lb))
     }
@@ -1353,9 +1335,11 @@ impl YoloDetect {
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (info, layout, color) = self.negotiated(st)?;
         let t0 = Instant::now();
+        let (rect, roi_warning) =
+            self.frame_rect(fp.filters.roi, layout, info.width(), info.height());
 
         // Letterboxed here (CPU) or uploaded for the GPU; read-only, so no copy-on-write.
-        let (job, letterbox) = self.prepare(st, buf, &info, layout, color)?;
+        let (job, letterbox) = self.prepare(st, buf, &info, layout, color, rect)?;
         let t1 = Instant::now();
 
         // Batched with the other streams of the model instance; answers in this stream's order.
@@ -1386,7 +1370,7 @@ impl YoloDetect {
             ..
         } = st;
         let model_input = (instance.info().input_width, instance.info().input_height);
-        attach_roi_metas(buf, detections, letterbox.src_w, letterbox.src_h, false);
+        attach_roi_metas(buf, detections, letterbox.frame_w, letterbox.frame_h, false);
         DetectionMeta::add(buf, detections.clone(), model_input);
         let t4 = Instant::now();
         gst::log!(
@@ -1401,6 +1385,7 @@ impl YoloDetect {
         );
         // Unlocked first: a bus sync handler may read properties that take the state lock.
         drop(guard);
+        self.post_roi_warning(roi_warning);
         self.record_stats(t0, [t0, t1, t2, t3, t4], fp.stats_interval);
         Ok(gst::FlowSuccess::Ok)
     }

@@ -27,6 +27,19 @@
 //! providers; TensorRT engines are cached under `trt-engine-cache-dir`, one subdirectory per
 //! model hash, precision, GPU and TensorRT/ONNX Runtime version.
 //!
+//! ## Filters
+//!
+//! As DeepStream's `nvinfer`: `class-thresholds` (per-class confidence thresholds), box size
+//! limits (`min-box-width`, `min-box-height`, `max-box-width`, `max-box-height`, frame pixels),
+//! both applied before NMS, and `roi` (only that region of the frame is letterboxed into the
+//! model; boxes come back in frame pixels). All change while PLAYING.
+//!
+//! ```text
+//! gst-launch-1.0 filesrc location=bikes.mp4 ! decodebin ! videoconvert ! \
+//!     yolodetect model=yolov8n.onnx class-thresholds="person:0.6" roi="0,0,960,540" ! \
+//!     yolooverlay ! videoconvert ! autovideosink
+//! ```
+//!
 //! `pipelined=true` letterboxes frame N+1 and decodes frame N-1 on a helper thread while the
 //! model runs on frame N, so a GPU never waits for the CPU stages; each buffer then leaves two
 //! frames later (EOS and caps changes drain the frames in flight).

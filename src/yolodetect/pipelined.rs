@@ -34,7 +34,7 @@ fn finish(
 ) -> gst::Buffer {
     {
         let b = buf.make_mut();
-        attach_roi_metas(b, dets, lb.src_w, lb.src_h, false);
+        attach_roi_metas(b, dets, lb.frame_w, lb.frame_h, false);
         DetectionMeta::add(b, dets.to_vec(), model_input);
     }
     buf
@@ -65,6 +65,9 @@ impl YoloDetect {
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (info, layout, color) = self.negotiated(st)?;
         let t0 = Instant::now();
+        // Each frame's letterbox (region of interest included) travels with it to its decode.
+        let (rect, roi_warning) =
+            self.frame_rect(fp.filters.roi, layout, info.width(), info.height());
         let letterbox = {
             let frame = self.map_readable(inbuf.as_ref(), &info)?;
             let fr = self.frame_view(&frame, layout, color)?;
@@ -85,7 +88,7 @@ impl YoloDetect {
             let head = engine.info().head;
             let model_input = (w, h);
             let lb = match pipe.pending.take() {
-                None => pre.run(&fr, w, h, engine.input_mut()),
+                None => pre.run_rect(&fr, rect, w, h, engine.input_mut()),
                 Some(current) => {
                     let older = pipe.inferred.take();
                     let older_lb = older.as_ref().map(|(_, lb)| *lb);
@@ -98,7 +101,7 @@ impl YoloDetect {
                                 }
                                 _ => detections.clear(),
                             }
-                            pre.run(&fr, w, h, next)
+                            pre.run_rect(&fr, rect, w, h, next)
                         })
                         .map_err(|e| {
                             gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
@@ -128,6 +131,8 @@ impl YoloDetect {
             })?
         };
         st.pipe.pending = Some((inbuf, letterbox));
+        drop(guard);
+        self.post_roi_warning(roi_warning);
         Ok(gst::FlowSuccess::Ok)
     }
 

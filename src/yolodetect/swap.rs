@@ -183,6 +183,9 @@ impl YoloDetect {
         let labels = self.load_labels(s, new.info()).map_err(|e| e.to_string())?;
         parse_classes(&s.classes_text, Some(&labels))
             .map_err(|e| format!("classes \"{}\": {e}", s.classes_text))?;
+        let thresholds = &s.filters.class_thresholds_text;
+        crate::filters::parse_class_thresholds(thresholds, Some(&labels))
+            .map_err(|e| format!("class-thresholds \"{thresholds}\": {e}"))?;
         Ok(new)
     }
 
@@ -218,6 +221,7 @@ impl YoloDetect {
             ));
             Vec::new()
         });
+        self.reresolve_class_thresholds(&labels);
         let old = {
             let mut guard = self.state.lock();
             let Some(st) = guard.as_mut() else { return };
