@@ -6,7 +6,7 @@
 # ONNX Runtime places some of yolov8n's nodes on its CPU provider (yolodetect-started's
 # `cpu-nodes`). Logs and summary.txt go to LOG_DIR.
 #   usage (repository root; .gpu/ from scripts/gpu/make-payload.sh and
-#     MODELS=yolov8n-dynamic.onnx EXAMPLES="yolo-bench yolo-soak" TESTS="live metrics" scripts/gpu/pack-proof.sh):
+#     MODELS=yolov8n-dynamic.onnx EXAMPLES="yolo-bench yolo-soak" TESTS="live metrics filters" scripts/gpu/pack-proof.sh):
 #     scripts/gpu/live-ops.sh [LOG_DIR]     (default: $OUT or /tmp/live-ops)
 #   SWAPS, CYCLES, FRAMES, CHURN size the soak (defaults 200, 200, 20000, 100); PHASES picks what
 #   runs (default: tests frames swaps cycles engines sessions sessions-run cpu-nodes).
@@ -37,7 +37,8 @@ row "ONNX Runtime" "$(ls "$GST_YOLO_ORT_DIR" | sed -n 's/^libonnxruntime\.so\.\(
 
 want tests && log "live-operation tests on CUDA"
 export GST_YOLO_TEST_PROVIDER=cuda
-want tests && for t in live metrics; do
+# Every test binary pack-proof.sh packed (TESTS there).
+want tests && for t in $(ls "$B" | sed -n 's/^test-//p'); do
   timeout 400 "$B/test-$t" --test-threads=1 >"$logs/test-$t.txt" 2>&1
   rc=$?
   row "tests/$t.rs on cuda" "$([ $rc = 0 ] && grep -o '[0-9]* passed; [0-9]* failed' "$logs/test-$t.txt" | tail -n1 || echo "FAIL (rc $rc)")"
