@@ -302,7 +302,7 @@ fn churn(o: &Opts, n: u64, bare: bool) -> Result<(), String> {
     let t = Instant::now();
     if bare {
         gstyolo::engine::churn_sessions(&cfg, n as usize, |i| {
-            if i as u64 % step == 0 {
+            if (i as u64).is_multiple_of(step) {
                 samples.take();
             }
         })
