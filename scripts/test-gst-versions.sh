@@ -119,7 +119,7 @@ run_suite() { # run_suite SUITE
     cargo test --release $features $tests --no-run"
   [ "$prepare" -eq 1 ] && return 0
   echo "== $suite: pipeline tests"
-  in_chroot "$root" "cd /src && cargo test --release $features $tests"
+  in_chroot "$root" "cd /src && cargo test --release --no-fail-fast $features $tests"
   if [ "$suite" = trixie ]; then
     echo "== $suite: GstAnalytics interop (objectdetectionoverlay, PyGObject reader)"
     in_chroot "$root" "cd /src && cargo build --release $features --lib &&

@@ -194,16 +194,16 @@ pub mod relation {
                 links.push((candidates[i].id, track_id));
             }
         }
-        let mut meta = relation_meta(buf);
         for &(od_id, track_id) in &links {
-            let trk_id = {
-                let mtd = meta.add_tracking_mtd(track_id, first_seen(track_id))?;
-                mtd.id()
-            };
-            meta.mtd_mut::<AnalyticsTrackingMtd>(trk_id)
+            // A fresh MetaRefMut per step: `mtd_mut` keeps its meta borrowed for good.
+            let trk_id = relation_meta(buf)
+                .add_tracking_mtd(track_id, first_seen(track_id))?
+                .id();
+            relation_meta(buf)
+                .mtd_mut::<AnalyticsTrackingMtd>(trk_id)
                 .expect("tracking mtd just added")
                 .update_last_seen(now)?;
-            meta.set_relation(RelTypes::RELATE_TO, od_id, trk_id)?;
+            relation_meta(buf).set_relation(RelTypes::RELATE_TO, od_id, trk_id)?;
         }
         Ok(links.len())
     }
