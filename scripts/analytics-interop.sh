@@ -79,21 +79,24 @@ for d in tracked:
     if first.setdefault(t["id"], t["first_seen"]) != t["first_seen"]:
         problems.append(f"track {t['id']}: first seen changed")
 frames = len({d["frame"] for d in bikes})
-if frames < 30 or len(tracked) < len(bikes) // 2:
-    problems.append(f"bikes.mp4: {frames} frames, {len(tracked)} of {len(bikes)} detections tracked")
-print(f"bikes.mp4: {frames} frames, {len(tracked)} of {len(bikes)} detections with a related "
+if len(tracked) < 10 or len(tracked) < len(bikes) // 2:
+    problems.append(f"bikes.mp4: {len(tracked)} of {len(bikes)} detections tracked")
+print(f"bikes.mp4: {len(bikes)} detections on {frames} frames, {len(tracked)} with a related "
       f"tracking mtd, {len(first)} track ids")
 
 # 3. objectdetectionoverlay: pixels changed along every box's outline, few elsewhere.
 w, h = ref["width"], ref["height"]
 a = open(f"{work}/objectdetectionoverlay.rgb", "rb").read()
 b = open(f"{work}/identity.rgb", "rb").read()
-if len(a) != w * h * 3 or len(b) != w * h * 3:
+stride = (w * 3 + 3) // 4 * 4  # GStreamer pads RGB rows to 4 bytes
+if len(a) != stride * h or len(b) != stride * h:
     sys.exit(f"unexpected frame sizes {len(a)}, {len(b)} for {w}x{h} RGB")
 changed = bytearray(w * h)
-for i in range(w * h):
-    if a[3 * i:3 * i + 3] != b[3 * i:3 * i + 3]:
-        changed[i] = 1
+for py in range(h):
+    for px in range(w):
+        o = py * stride + 3 * px
+        if a[o:o + 3] != b[o:o + 3]:
+            changed[py * w + px] = 1
 near = bytearray(w * h)  # within 3 px of a box outline, or in the label band above it
 for d in dets:
     x, y, bw, bh = d["box"]
