@@ -54,8 +54,10 @@ cleanup() {
   for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount "${mounted[i]}" 2>/dev/null || umount -l "${mounted[i]}" || true; done
 }
 trap cleanup EXIT
-mkdir -p "$sysroot/proc" "$sysroot/dev" "$sysroot/shared"
+mkdir -p "$sysroot/proc" "$sysroot/sys" "$sysroot/dev" "$sysroot/shared"
 mountpoint -q "$sysroot/proc" || { mount -t proc proc "$sysroot/proc"; mounted+=("$sysroot/proc"); }
+# /sys: ONNX Runtime's cpuinfo reads the processor lists there.
+mountpoint -q "$sysroot/sys" || { mount --bind /sys "$sysroot/sys"; mounted+=("$sysroot/sys"); }
 mountpoint -q "$sysroot/dev" || { mount --bind /dev "$sysroot/dev"; mounted+=("$sysroot/dev"); }
 mountpoint -q "$sysroot/shared" || { mount --bind "$shared" "$sysroot/shared"; mounted+=("$sysroot/shared"); }
 cp /etc/resolv.conf "$sysroot/etc/resolv.conf"
