@@ -10,6 +10,7 @@
 
 use gst::glib;
 
+pub mod analytics;
 pub mod bytetrack;
 pub mod detection;
 pub mod draw;

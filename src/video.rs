@@ -222,9 +222,12 @@ pub(crate) const CUDA_MEMORY: &str = "memory:CUDAMemory";
 /// the host) and in system memory.
 pub(crate) fn detect_caps() -> gst::Caps {
     let mut caps = supported_caps();
+    // One structure, so its features are the caps' features (set_features_simple is 1.20+,
+    // and this also builds against 1.18).
+    debug_assert_eq!(caps.size(), 1);
     caps.get_mut()
         .expect("new caps are writable")
-        .set_features_simple(Some(gst::CapsFeatures::new([CUDA_MEMORY])));
+        .set_features(0, Some(gst::CapsFeatures::new([CUDA_MEMORY])));
     caps.get_mut()
         .expect("new caps are writable")
         .append(supported_caps());

@@ -1416,6 +1416,11 @@ fn attach_roi_metas(buf: &mut gst::BufferRef, dets: &[Detection], w: u32, h: u32
         }
         roi.add_param(param.build());
     }
+    // The same detections as GStreamer's standard analytics metadata (>= 1.24).
+    #[cfg(feature = "v1_24")]
+    if let Err(err) = crate::analytics::relation::add_detections(buf, dets) {
+        gst::warning!(CAT, "GstAnalytics object-detection mtds: {err}");
+    }
 }
 
 /// The element's names from the top-level bin down, `/pipeline0/yolodetect0` (the metrics'

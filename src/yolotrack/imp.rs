@@ -32,6 +32,9 @@ struct State {
     tracker: ByteTracker,
     /// The current frame's tracked detections, reused so their storage is not reallocated.
     detections: Vec<crate::detection::Detection>,
+    /// When each track started, for the GstAnalytics tracking mtds.
+    #[cfg(feature = "v1_24")]
+    track_times: crate::analytics::TrackTimes,
 }
 
 #[derive(Default)]
@@ -191,6 +194,8 @@ impl BaseTransformImpl for YoloTrack {
         *self.state.lock() = Some(State {
             tracker: ByteTracker::new(config),
             detections: Vec::with_capacity(64),
+            #[cfg(feature = "v1_24")]
+            track_times: crate::analytics::TrackTimes::new(crate::analytics::FORGET_TRACK_AFTER),
         });
         Ok(())
     }
@@ -208,6 +213,8 @@ impl BaseTransformImpl for YoloTrack {
             // After a seek the old positions mean nothing.
             gst::debug!(CAT, imp = self, "flush: forgetting all tracks");
             st.tracker.reset();
+            #[cfg(feature = "v1_24")]
+            st.track_times.clear();
         }
         self.parent_sink_event(event)
     }
@@ -237,6 +244,8 @@ impl BaseTransformImpl for YoloTrack {
         let t1 = Instant::now();
 
         let n_roi = set_roi_track_ids(buf, &st.detections);
+        #[cfg(feature = "v1_24")]
+        self.add_analytics_tracks(buf, st);
         gst::log!(
             CAT,
             imp = self,
@@ -251,6 +260,24 @@ impl BaseTransformImpl for YoloTrack {
             t1 - t0
         );
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+#[cfg(feature = "v1_24")]
+impl YoloTrack {
+    /// A GstAnalytics tracking mtd per tracked detection, related to the object-detection mtd
+    /// yolodetect added for it.
+    fn add_analytics_tracks(&self, buf: &mut gst::BufferRef, st: &mut State) {
+        let now = buf.pts().unwrap_or(gst::ClockTime::ZERO);
+        let times = &mut st.track_times;
+        times.next_frame();
+        let added = crate::analytics::relation::add_tracks(buf, &st.detections, now, |id| {
+            gst::ClockTime::from_nseconds(times.seen(id, now.nseconds()))
+        });
+        match added {
+            Ok(n) => gst::log!(CAT, imp = self, "{n} GstAnalytics tracking mtds"),
+            Err(err) => gst::warning!(CAT, imp = self, "GstAnalytics tracking mtds: {err}"),
+        }
     }
 }
 
