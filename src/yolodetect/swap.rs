@@ -234,8 +234,15 @@ impl YoloDetect {
             old
         };
         let old_model = old.config().engine.model.clone();
-        // Not on this streaming thread: dropping sessions takes milliseconds.
-        Instance::retire(old);
+        // CPU instances go on the retire thread (dropping sessions takes milliseconds, and its
+        // heap trim keeps swaps from growing memory). GPU ones are dropped here, as before:
+        // on the H200, CUDA swaps grew host memory ~2.9 MiB each with the retire thread against
+        // ~0.4 MiB without, for reasons not traced yet (BENCHMARKS.md, live operation).
+        if old.provider() == crate::engine::Provider::Cpu {
+            Instance::retire(old);
+        } else {
+            drop(old);
+        }
         {
             let mut cur = self.settings.lock();
             cur.model = s.model.clone();
