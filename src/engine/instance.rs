@@ -706,10 +706,10 @@ impl Instance {
     }
 
     /// The first worker's engine, for a private instance's `pipelined` mode, which drives the
-    /// session itself (its worker then has nothing to do). Not for a remote instance (which
-    /// has none): the element refuses `pipelined` with `inference-server`.
-    pub fn engine(&self) -> &Arc<Mutex<Engine>> {
-        &self.engines[0]
+    /// session itself (its worker then has nothing to do). `None` on a remote instance (the
+    /// element refuses `pipelined` with `inference-server`).
+    pub fn engine(&self) -> Option<&Arc<Mutex<Engine>>> {
+        self.engines.first()
     }
 
     /// Engine events after `cursor` (which moves on). `pipelined` mode polls the engine itself.

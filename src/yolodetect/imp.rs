@@ -948,7 +948,8 @@ impl YoloDetect {
                 .state
                 .lock()
                 .as_ref()
-                .is_some_and(|st| st.instance.engine().lock().upgrade_ready());
+                .and_then(|st| st.instance.engine().cloned())
+                .is_some_and(|e| e.lock().upgrade_ready());
         if switching {
             self.drain_pipelined();
         }
