@@ -162,17 +162,20 @@ fn remote_detections_equal_local_on_the_reference_images() {
     );
 }
 
+/// The bus result, each sink's detections per frame, each `det<i>`'s `stats` at the end.
+type Run = (
+    Result<(), String>,
+    Vec<Vec<Vec<Detection>>>,
+    Vec<gst::Structure>,
+);
+
 /// Runs `desc` (appsinks `sink0..`), returning each sink's detections per frame, or the bus
 /// error; `on_frame(sink, frame)` runs as frames arrive.
 fn run_streams(
     desc: &str,
     sinks: usize,
     on_frame: impl Fn(usize, usize) + Send + Sync + 'static,
-) -> (
-    Result<(), String>,
-    Vec<Vec<Vec<Detection>>>,
-    Vec<gst::Structure>,
-) {
+) -> Run {
     init();
     let pipeline = gst::parse::launch(desc)
         .unwrap_or_else(|e| panic!("{desc}: {e}"))
