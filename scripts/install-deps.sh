@@ -23,3 +23,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { echo "Rust is needed: install it from https://rustup.rs" >&2; exit 1; }
 "$here/install-onnxruntime.sh" cpu
+# KServe's ModelServer for the remote-backend tests (tests/remote.rs), in .kserve/.
+"$here/install-kserve.sh"

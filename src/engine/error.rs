@@ -40,6 +40,18 @@ pub enum EngineError {
         id: String,
         differences: Vec<String>,
     },
+    /// The inference server (remote backend) cannot be reached or failed a request.
+    Server {
+        url: String,
+        reason: String,
+    },
+    /// The inference server is up but cannot serve the model asked for (unknown name or
+    /// version, not a YOLO detector).
+    ServerModel {
+        url: String,
+        model: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for EngineError {
@@ -95,6 +107,13 @@ impl fmt::Display for EngineError {
                 "model-instance-id `{id}` is already running with other options ({}): give \
                  this element the same options, or another model-instance-id",
                 differences.join("; ")
+            ),
+            EngineError::Server { url, reason } => {
+                write!(f, "inference server {url}: {reason}")
+            }
+            EngineError::ServerModel { url, model, reason } => write!(
+                f,
+                "inference server {url} cannot serve model `{model}` (server-model): {reason}"
             ),
         }
     }

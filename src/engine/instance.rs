@@ -12,6 +12,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::cuda::{DeviceFrame, GpuLetterbox};
+use super::remote::{RemoteConfig, RemoteEngine, RemoteStats};
 use super::scheduler::{Backend, Scheduler, SchedulerConfig, StreamHandle, WorkerStats};
 use super::{Engine, EngineConfig, EngineError, EngineEvent, ModelInfo, Provider};
 use crate::metrics::InstanceMetrics;
@@ -28,6 +29,8 @@ pub struct InstanceConfig {
     pub workers: usize,
     /// Letterbox on the GPU (CUDA and TensorRT providers).
     pub gpu_preprocess: bool,
+    /// Run the model on an inference server instead of a local session.
+    pub remote: Option<RemoteConfig>,
 }
 
 impl InstanceConfig {
@@ -38,6 +41,7 @@ impl InstanceConfig {
             batch_timeout: Duration::from_millis(10),
             workers: 1,
             gpu_preprocess: true,
+            remote: None,
         }
     }
 
@@ -112,6 +116,11 @@ impl InstanceConfig {
             self.gpu_preprocess.to_string(),
             other.gpu_preprocess.to_string(),
         );
+        cmp(
+            "inference server",
+            format!("{:?}", self.remote),
+            format!("{:?}", other.remote),
+        );
         d
     }
 }
@@ -169,7 +178,10 @@ impl EventLog {
 }
 
 struct Worker {
-    engine: Arc<Mutex<Engine>>,
+    /// `None` on a remote instance.
+    engine: Option<Arc<Mutex<Engine>>>,
+    /// The inference server's client on a remote instance.
+    remote: Option<RemoteEngine>,
     gpu: Option<Arc<GpuLetterbox>>,
     max_batch: usize,
     batch: Vec<f32>,
@@ -200,8 +212,10 @@ impl Backend for Worker {
 
     fn run(&mut self, jobs: Vec<FrameInput>) -> Vec<Result<FrameOutput, String>> {
         let n = jobs.len();
+        let Some(engine) = self.engine.clone() else {
+            return self.run_remote(jobs);
+        };
         let (slot, mut out) = self.take_buffer();
-        let engine = self.engine.clone();
         let mut engine = engine.lock();
         // A frame boundary: where `auto` switches to a TensorRT engine built meanwhile.
         let events = engine.poll();
@@ -267,7 +281,47 @@ impl Backend for Worker {
         if out.len() < n * out_len {
             return errors(n, "the model returned fewer outputs than frames");
         }
-        self.metrics.batch(n);
+        self.finish(jobs, slot, out, out_len)
+    }
+}
+
+impl Worker {
+    /// A remote instance's batch: the letterboxed frames become one `ModelInfer` request.
+    fn run_remote(&mut self, jobs: Vec<FrameInput>) -> Vec<Result<FrameOutput, String>> {
+        let n = jobs.len();
+        let (slot, mut out) = self.take_buffer();
+        let Some(remote) = self.remote.as_mut() else {
+            return errors(n, "the instance has no model");
+        };
+        let (len, out_len) = (remote.input_len(), remote.output_item_len());
+        out.clear();
+        self.batch.clear();
+        for j in &jobs {
+            match j {
+                FrameInput::Tensor(t) if t.len() >= len => self.batch.extend_from_slice(&t[..len]),
+                _ => {
+                    return errors(
+                        n,
+                        "a remote model takes letterboxed frames in system memory",
+                    );
+                }
+            }
+        }
+        if let Err(e) = remote.run_items(&self.batch, n, &mut out) {
+            return errors(n, &e.to_string());
+        }
+        self.finish(jobs, slot, out, out_len)
+    }
+
+    /// Hands each frame its slice of the batch's output.
+    fn finish(
+        &mut self,
+        jobs: Vec<FrameInput>,
+        slot: usize,
+        out: Vec<f32>,
+        out_len: usize,
+    ) -> Vec<Result<FrameOutput, String>> {
+        self.metrics.batch(jobs.len());
         let buf = Arc::new(out);
         self.pool[slot] = buf.clone();
         jobs.into_iter()
@@ -281,6 +335,18 @@ impl Backend for Worker {
                 })
             })
             .collect()
+    }
+}
+
+/// The instance's metrics label: its id, or `private-N`.
+fn instance_label(id: &Option<String>) -> String {
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    match id {
+        Some(id) => id.clone(),
+        None => format!(
+            "private-{}",
+            SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
     }
 }
 
@@ -306,6 +372,8 @@ pub struct Instance {
     provider: Arc<Mutex<Provider>>,
     /// How long loading took (sessions, warm-up).
     load_time: Duration,
+    /// Retry and failure counts of a remote instance.
+    remote_stats: Option<Arc<RemoteStats>>,
     /// The instance that replaces this one (a model swap while playing): each element moves to
     /// it at its next frame boundary, and this one goes with the last element that lets go.
     successor: Mutex<Option<Arc<Instance>>>,
@@ -461,6 +529,9 @@ impl Instance {
     }
 
     fn new(id: Option<String>, cfg: &InstanceConfig) -> Result<Instance, EngineError> {
+        if let Some(rc) = &cfg.remote {
+            return Self::new_remote(id, cfg, rc);
+        }
         let start = std::time::Instant::now();
         let workers = cfg.workers.max(1);
         let mut engines = Vec::with_capacity(workers);
@@ -528,21 +599,14 @@ impl Instance {
                 None => None,
             });
         }
-        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let label = match &id {
-            Some(id) => id.clone(),
-            None => format!(
-                "private-{}",
-                SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ),
-        };
-        let metrics = Arc::new(InstanceMetrics::new(&label));
+        let metrics = Arc::new(InstanceMetrics::new(&instance_label(&id)));
         let backends = engines
             .iter()
             .zip(worker_gpu)
             .map(|(e, gpu)| Worker {
                 metrics: metrics.clone(),
-                engine: e.clone(),
+                engine: Some(e.clone()),
+                remote: None,
                 gpu,
                 max_batch,
                 batch: Vec::new(),
@@ -571,9 +635,73 @@ impl Instance {
             log,
             provider,
             load_time: start.elapsed(),
+            remote_stats: None,
             successor: Mutex::new(None),
             scheduler,
         })
+    }
+
+    /// An instance whose model runs on an inference server: one client per worker over one
+    /// connection, so that several workers keep several requests in flight.
+    fn new_remote(
+        id: Option<String>,
+        cfg: &InstanceConfig,
+        rc: &RemoteConfig,
+    ) -> Result<Instance, EngineError> {
+        let start = std::time::Instant::now();
+        let model = &cfg.engine.model;
+        let onnx = (!model.as_os_str().is_empty()).then_some(model.as_path());
+        let remote = RemoteEngine::connect(rc, onnx)?;
+        let info = remote.info().clone();
+        let max_batch = match info.batch {
+            Some(b) => b.max(cfg.batch_size).max(1),
+            None => cfg.batch_size.max(1),
+        };
+        let metrics = Arc::new(InstanceMetrics::new(&instance_label(&id)));
+        let log = Arc::new(Mutex::new(EventLog::default()));
+        let provider = Arc::new(Mutex::new(Provider::Cpu));
+        let backends = (0..cfg.workers.max(1))
+            .map(|_| Worker {
+                metrics: metrics.clone(),
+                engine: None,
+                remote: Some(remote.clone()),
+                gpu: None,
+                max_batch,
+                batch: Vec::new(),
+                pool: Vec::new(),
+                log: log.clone(),
+                provider: provider.clone(),
+            })
+            .collect();
+        let scheduler = Scheduler::new(
+            backends,
+            SchedulerConfig {
+                max_batch,
+                timeout: cfg.batch_timeout,
+            },
+        )
+        .map_err(EngineError::Inference)?;
+        Ok(Instance {
+            id,
+            cfg: cfg.clone(),
+            info,
+            fallbacks: Vec::new(),
+            runtime_path: PathBuf::new(),
+            engines: Vec::new(),
+            gpu: None,
+            gpu_error: None,
+            log,
+            provider,
+            load_time: start.elapsed(),
+            remote_stats: Some(remote.stats().clone()),
+            successor: Mutex::new(None),
+            scheduler,
+        })
+    }
+
+    /// Retry and failure counts when the model runs on an inference server.
+    pub fn remote_stats(&self) -> Option<&Arc<RemoteStats>> {
+        self.remote_stats.as_ref()
     }
 
     pub fn id(&self) -> Option<&str> {
@@ -599,7 +727,7 @@ impl Instance {
 
     /// ONNX Runtime's warning when some nodes run on its CPU provider inside the GPU session.
     pub fn cpu_nodes(&self) -> Option<String> {
-        self.engines[0].lock().cpu_nodes().map(str::to_owned)
+        self.engines.first()?.lock().cpu_nodes().map(str::to_owned)
     }
 
     pub fn runtime_path(&self) -> &std::path::Path {
@@ -626,15 +754,16 @@ impl Instance {
     }
 
     /// The first worker's engine, for a private instance's `pipelined` mode, which drives the
-    /// session itself (its worker then has nothing to do).
-    pub fn engine(&self) -> &Arc<Mutex<Engine>> {
-        &self.engines[0]
+    /// session itself (its worker then has nothing to do). `None` on a remote instance (the
+    /// element refuses `pipelined` with `inference-server`).
+    pub fn engine(&self) -> Option<&Arc<Mutex<Engine>>> {
+        self.engines.first()
     }
 
     /// Engine events after `cursor` (which moves on). `pipelined` mode polls the engine itself.
     pub fn events_since(&self, cursor: &mut u64, poll_engine: bool) -> Vec<EngineEvent> {
-        if poll_engine {
-            let evs = self.engines[0].lock().poll();
+        if poll_engine && let Some(engine) = self.engines.first() {
+            let evs = engine.lock().poll();
             if let Some(EngineEvent::Switched { to, .. }) = evs
                 .iter()
                 .rev()

@@ -15,6 +15,7 @@ pub mod gpu;
 pub mod instance;
 mod model;
 mod providers;
+pub mod remote;
 mod runtime;
 pub mod scheduler;
 mod session;

@@ -33,6 +33,8 @@ mod filtering;
 mod live;
 #[path = "pipelined.rs"]
 mod pipelined;
+#[path = "remote.rs"]
+mod remote;
 #[path = "swap.rs"]
 mod swap;
 
@@ -134,6 +136,8 @@ struct Settings {
     chroma_upsampling: ChromaUpsampling,
     /// CUDA and TensorRT options (see `providers.rs`).
     gpu: GpuSettings,
+    /// The inference server, when the model runs remotely.
+    remote: remote::RemoteSettings,
     /// Elements with the same id share one model instance.
     model_instance_id: Option<String>,
     batch_size: u32,
@@ -165,6 +169,7 @@ impl Default for Settings {
             stats_interval: 0,
             chroma_upsampling: ChromaUpsampling::default(),
             gpu: GpuSettings::default(),
+            remote: remote::RemoteSettings::default(),
             model_instance_id: None,
             batch_size: 1,
             batch_timeout_ms: DEFAULT_BATCH_TIMEOUT_MS,
@@ -243,6 +248,8 @@ pub struct YoloDetect {
     reload: Mutex<swap::Reload>,
     live: Mutex<live::Live>,
     roi_note: Mutex<filtering::RoiNote>,
+    /// Frames passed on without detections after a failed inference (`pass-on-error`).
+    passed_on_error: remote::Passed,
 }
 
 #[glib::object_subclass]
@@ -403,6 +410,7 @@ impl ObjectImpl for YoloDetect {
                         ];
             v.extend(filtering::properties());
             v.extend(providers::properties());
+            v.extend(remote::properties());
             v
         });
         PROPS.as_ref()
@@ -460,6 +468,7 @@ impl ObjectImpl for YoloDetect {
             }
             name => filtering::get(&s.filters, name)
                 .or_else(|| providers::get(&s.gpu, name))
+                .or_else(|| remote::get(&s.remote, name))
                 .unwrap_or_else(|| unimplemented!()),
         }
     }
@@ -490,7 +499,22 @@ impl ElementImpl for YoloDetect {
 impl YoloDetect {
     /// The model instance the settings ask for.
     fn instance_config(s: &Settings) -> Result<InstanceConfig, gst::ErrorMessage> {
-        let Some(model) = s.model.clone() else {
+        let remote = s
+            .remote
+            .config(s.model.as_deref())
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{e}")))?;
+        if remote.is_some() && s.gpu.pipelined {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("pipelined=true drives a local session; with inference-server, use inference-workers > 1 to keep several requests in flight")
+            ));
+        }
+        // A remote model's file is optional (it only gives the class names).
+        let model = s
+            .model
+            .clone()
+            .or_else(|| remote.as_ref().map(|_| PathBuf::new()));
+        let Some(model) = model else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
                 ("no model set: set the `model` property to a YOLO ONNX file, e.g. yolodetect model=yolov8n.onnx")
@@ -513,7 +537,8 @@ impl YoloDetect {
             batch_size: s.batch_size as usize,
             batch_timeout: std::time::Duration::from_millis(s.batch_timeout_ms.into()),
             workers: s.inference_workers as usize,
-            gpu_preprocess: s.gpu_preprocess && !s.gpu.pipelined,
+            gpu_preprocess: s.gpu_preprocess && !s.gpu.pipelined && remote.is_none(),
+            remote,
         })
     }
 
@@ -674,7 +699,9 @@ impl YoloDetect {
                 self.set_filter(name, value);
             }
             name => {
-                if !providers::set(&mut s.gpu, name, value) {
+                if !providers::set(&mut s.gpu, name, value)
+                    && !remote::set(&mut s.remote, name, value)
+                {
                     unimplemented!()
                 }
             }
@@ -891,7 +918,8 @@ impl YoloDetect {
                 .state
                 .lock()
                 .as_ref()
-                .is_some_and(|st| st.instance.engine().lock().upgrade_ready());
+                .and_then(|st| st.instance.engine().cloned())
+                .is_some_and(|e| e.lock().upgrade_ready());
         if switching {
             self.drain_pipelined();
         }
@@ -1046,12 +1074,21 @@ impl YoloDetect {
             let l = self.live.lock();
             (l.skipped_interval, l.skipped_late)
         };
+        // Before the stats lock: elsewhere the state lock is taken first.
+        let retries = self.state.lock().as_ref().and_then(|x| {
+            let r = x.instance.remote_stats()?;
+            Some(r.retries.load(std::sync::atomic::Ordering::Relaxed))
+        });
         let mut st = self.stats.lock();
         let b = st.batching().clone();
         let mut s = stats_to_structure(&st.stages.summary(), st.provider, &b);
         s.set("skipped-interval", interval);
         s.set("skipped-qos", late);
         s.set("model-swaps", st.swaps);
+        s.set("passed-on-error", self.passed_on_error.get());
+        if let Some(r) = retries {
+            s.set("server-retries", r);
+        }
         s
     }
 }
@@ -1110,6 +1147,8 @@ fn engine_error_msg(e: &EngineError) -> gst::ErrorMessage {
             gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e))
         }
         EngineError::Inference(_) => gst::error_msg!(gst::StreamError::Failed, ("{}", e)),
+        EngineError::Server { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)),
+        EngineError::ServerModel { .. } => gst::error_msg!(gst::ResourceError::NotFound, ("{}", e)),
         EngineError::InstanceMismatch { .. } => {
             gst::error_msg!(gst::ResourceError::Settings, ("{}", e))
         }
@@ -1343,10 +1382,31 @@ impl YoloDetect {
         let t1 = Instant::now();
 
         // Batched with the other streams of the model instance; answers in this stream's order.
-        let result = st.stream.submit(job).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
-            gst::FlowError::Error
-        })?;
+        let result = match st.stream.submit(job) {
+            Ok(r) => r,
+            Err(e) if self.settings.lock().remote.pass_on_error => {
+                // The letterbox buffer went with the job; the next frame makes a new one.
+                let n = self.passed_on_error.count();
+                if n == 1 || n.is_power_of_two() {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Failed,
+                        ["frame passed on without detections ({n} so far, pass-on-error): {e}"]
+                    );
+                } else {
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "frame {n} passed on without detections: {e}"
+                    );
+                }
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            Err(e) => {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
+                return Err(gst::FlowError::Error);
+            }
+        };
         let t2 = Instant::now();
 
         let params = fp.post_params();

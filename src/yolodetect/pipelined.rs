@@ -81,7 +81,14 @@ impl YoloDetect {
                 ..
             } = &mut *st;
             // A private instance: this element drives its session directly.
-            let engine = instance.engine().clone();
+            let engine = instance.engine().cloned().ok_or_else(|| {
+                gst::element_imp_error!(
+                    self,
+                    gst::LibraryError::Settings,
+                    ["pipelined=true needs a local model"]
+                );
+                gst::FlowError::Error
+            })?;
             let mut engine = engine.lock();
             let engine = &mut *engine;
             let (w, h) = (engine.info().input_width, engine.info().input_height);
@@ -164,7 +171,10 @@ impl YoloDetect {
                 pipe,
                 ..
             } = &mut *st;
-            let engine = instance.engine().clone();
+            // Nothing is ever in flight on a remote instance (no pipelined mode).
+            let Some(engine) = instance.engine().cloned() else {
+                return;
+            };
             let mut engine = engine.lock();
             let engine = &mut *engine;
             let head = engine.info().head;
