@@ -358,6 +358,25 @@ fn filters_change_while_playing() {
     s.finish();
 }
 
+/// The same detections: exactly on the CPU; on a GPU provider within float noise (TF32, and
+/// cuDNN picks other kernels for other batch shapes: 0.05 px and 0.002 measured on an H200).
+fn assert_same(a: &[Detection], b: &[Detection], ctx: &str) {
+    if test_provider().is_none_or(|p| p == "cpu") {
+        assert_eq!(a, b, "{ctx}");
+        return;
+    }
+    assert_eq!(a.len(), b.len(), "{ctx}: {a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(b) {
+        let close = [(x.x1, y.x1), (x.y1, y.y1), (x.x2, y.x2), (x.y2, y.y2)]
+            .iter()
+            .all(|(p, q)| (p - q).abs() < 0.5);
+        assert!(
+            x.class_id == y.class_id && (x.confidence - y.confidence).abs() < 0.01 && close,
+            "{ctx}: {x:?} vs {y:?}"
+        );
+    }
+}
+
 #[test]
 fn roi_in_pipelined_mode_matches_plain_mode() {
     // Each frame's letterbox travels with it through the two frames in flight.
@@ -376,7 +395,7 @@ fn roi_in_pipelined_mode_matches_plain_mode() {
     let mut same = 0;
     for (b, db) in &piped {
         if let Some((_, da)) = plain.iter().find(|(a, _)| a.pts() == b.pts()) {
-            assert_eq!(da, db, "frame at {:?}", b.pts());
+            assert_same(da, db, &format!("frame at {:?}", b.pts()));
             same += 1;
         }
     }
@@ -433,8 +452,12 @@ fn roi_per_stream_on_a_shared_batched_instance() {
         );
     }
     pipeline.set_state(gst::State::Null).ok();
-    assert_eq!(got[0], detect("bus.png", "roi=\"200,350,610,600\""));
-    assert_eq!(got[1], detect("bus.png", ""));
+    assert_same(
+        &got[0],
+        &detect("bus.png", "roi=\"200,350,610,600\""),
+        "stream with roi",
+    );
+    assert_same(&got[1], &detect("bus.png", ""), "stream without roi");
     assert_ne!(got[0], got[1]);
 }
 

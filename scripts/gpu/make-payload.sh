@@ -45,6 +45,7 @@ fi
 plugins=(
   coreelements        # libgstreamer1.0-0: filesrc fakesink queue tee capsfilter identity typefind
   multifile           # gstreamer1.0-plugins-good: multifilesrc (the multi-stream tests loop photos)
+  imagefreeze         # gstreamer1.0-plugins-good: imagefreeze (tests/filters.rs repeats a photo)
   coretracers         # libgstreamer1.0-0: GST_TRACERS=latency/stats for timing
   videotestsrc        # gstreamer1.0-plugins-base
   videoconvertscale   # gstreamer1.0-plugins-base: videoconvert videoscale
