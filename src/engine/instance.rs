@@ -453,37 +453,21 @@ impl Instance {
         *self.successor.lock() = Some(new);
     }
 
-    /// Lets go of `old`, an instance a swap replaced, on the process's one retire thread, then
-    /// hands the memory its sessions freed back to the system. The successor was loaded on
-    /// another thread, and glibc keeps memory freed in that thread's arena: without the trim,
-    /// resident memory grew ~145 KiB per swap on the CPU (1,000 swaps: +142 MiB; +2 MiB with
-    /// `MALLOC_ARENA_MAX=1`). One long-lived thread, not one per swap: CUDA sessions dropped
-    /// on a fresh thread each time grew host memory by ~2.9 MiB per swap on the GPU host.
+    /// Lets go of `old`, an instance a swap replaced, on a thread of its own, then hands the
+    /// memory its sessions freed back to the system. The successor was loaded on another
+    /// thread, and glibc keeps memory freed in that thread's arena: without the trim, resident
+    /// memory grew ~145 KiB per swap on the CPU (1,000 swaps: +142 MiB; +2 MiB for 300 with
+    /// `MALLOC_ARENA_MAX=1`). A thread per swap measured better than one long-lived thread
+    /// (1,000 swaps: +19 against +36 MiB; BENCHMARKS.md, live operation).
     pub fn retire(old: Arc<Instance>) {
-        static RETIRE: Mutex<Option<std::sync::mpsc::Sender<Arc<Instance>>>> = Mutex::new(None);
-        let mut tx = RETIRE.lock();
-        if tx.is_none() {
-            let (t, rx) = std::sync::mpsc::channel::<Arc<Instance>>();
-            let spawned = std::thread::Builder::new()
-                .name("yolo-retire".into())
-                .spawn(move || {
-                    for old in rx {
-                        drop(old);
-                        trim_heap();
-                    }
-                });
-            if spawned.is_ok() {
-                *tx = Some(t);
-            }
-        }
-        // Without the thread, `old` goes here (the send hands it back in the error).
-        let unsent = match tx.as_ref() {
-            Some(t) => t.send(old).err().map(|e| e.0),
-            None => Some(old),
-        };
-        drop(tx);
-        if let Some(old) = unsent {
-            drop(old);
+        let spawned = std::thread::Builder::new()
+            .name("yolo-retire".into())
+            .spawn(move || {
+                drop(old);
+                trim_heap();
+            });
+        // Without a thread, the closure (and `old` with it) was dropped here already.
+        if spawned.is_err() {
             trim_heap();
         }
     }
