@@ -401,7 +401,10 @@ impl RemoteEngine {
                 Err(s) => s,
             };
             let elapsed = start.elapsed();
-            if !retry || !transient(&status) || elapsed + backoff > self.cfg.retry_timeout {
+            // Retried until the timeout has passed: the last wait is cut to what is left, so a
+            // long backoff never ends the retries early.
+            let left = self.cfg.retry_timeout.saturating_sub(elapsed);
+            if !retry || !transient(&status) || left.is_zero() {
                 self.stats.failed.fetch_add(batch as u64, Ordering::Relaxed);
                 let tried = if retry && transient(&status) {
                     format!(", retried for {:.1} s", elapsed.as_secs_f64())
@@ -418,7 +421,7 @@ impl RemoteEngine {
                 });
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(backoff);
+            std::thread::sleep(backoff.min(left));
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
