@@ -335,7 +335,18 @@ fn rtsp_camera_receives_frames_with_detections() {
             ("GST_LAUNCH_FLAGS", "-v"),
         ],
     ));
-    assert_detections("rtsp-camera", &fakesink_frames(&out.stdout), 20);
+    // Live: on a busy machine qos skips late frames (seen in CI: 19 of 20). The sample repeats
+    // the last detections on them, so every frame from the first inferred one carries the meta.
+    let frames = fakesink_frames(&out.stdout);
+    let lead = frames
+        .iter()
+        .take_while(|m| !m.contains("GstYoloDetectionMeta"))
+        .count();
+    assert!(
+        lead <= 5,
+        "rtsp-camera: no inference in the first {lead} frames: {frames:?}"
+    );
+    assert_detections("rtsp-camera", &frames[lead..], 20 - lead);
 }
 
 #[test]
