@@ -5,11 +5,12 @@ Protocol (v2) on gRPC: the server the remote backend of yolodetect is tested and
 against (tests/remote.rs, scripts/bench-remote.sh, scripts/gpu/remote-bench.sh).
 
     kserve_yolo.py --model yolov8n.onnx --name yolov8n --grpc-port 8001 [--http-port 8080]
-                   [--provider cpu|cuda] [--threads N]
+                   [--provider cpu|cuda] [--threads N] [--tls-cert PEM --tls-key PEM]
 
 Answers ModelMetadata with the ONNX model's input and output (names, FP32, shapes, -1 for a
 dynamic dimension) and ModelInfer with raw FP32 output, whatever batch the request carries (a
-static-batch model runs it item by item).
+static-batch model runs it item by item). With --tls-cert/--tls-key the gRPC port speaks TLS
+(grpcs:// on the client side).
 """
 
 import argparse
@@ -76,6 +77,17 @@ class YoloModel(Model):
                              use_binary_outputs=True)
 
 
+def serve_tls(cert, key):
+    """KServe's GRPCServer (0.21) only opens an insecure port, as deployments usually terminate
+    TLS in front of it (Triton has --grpc-use-ssl): make the port it opens a TLS one instead."""
+    import grpc
+    from grpc.aio import _server
+
+    with open(cert, "rb") as c, open(key, "rb") as k:
+        creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+    _server.Server.add_insecure_port = lambda self, addr: self.add_secure_port(addr, creds)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
@@ -84,7 +96,13 @@ def main():
     p.add_argument("--http-port", type=int, default=0)
     p.add_argument("--provider", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--tls-cert", help="PEM certificate chain of the gRPC port (with --tls-key)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     a = p.parse_args(_OURS)
+    if bool(a.tls_cert) != bool(a.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    if a.tls_cert:
+        serve_tls(a.tls_cert, a.tls_key)
     model = YoloModel(a.name, a.model, a.provider, a.threads)
     http_port = a.http_port
     if http_port == 0:

@@ -37,6 +37,11 @@ struct Server {
 
 impl Server {
     fn start(port: u16) -> Server {
+        Server::start_with(port, &[])
+    }
+
+    /// A server with more of `kserve_yolo.py`'s options (`--tls-cert`, ...).
+    fn start_with(port: u16, extra: &[&std::ffi::OsStr]) -> Server {
         let py = python();
         assert!(
             py.exists(),
@@ -50,6 +55,7 @@ impl Server {
             .arg(model("yolov8n.onnx"))
             .args(["--name", "yolov8n", "--threads", "2"])
             .args(["--grpc-port", &port.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -170,11 +176,11 @@ type Run = (
 );
 
 /// Runs `desc` (appsinks `sink0..`), returning each sink's detections per frame, or the bus
-/// error; `on_frame(sink, frame)` runs as frames arrive.
+/// error; `on_frame(pipeline, sink, frame)` runs as frames arrive.
 fn run_streams(
     desc: &str,
     sinks: usize,
-    on_frame: impl Fn(usize, usize) + Send + Sync + 'static,
+    on_frame: impl Fn(&gst::Pipeline, usize, usize) + Send + Sync + 'static,
 ) -> Run {
     init();
     let pipeline = gst::parse::launch(desc)
@@ -191,6 +197,7 @@ fn run_streams(
             .unwrap();
         sink.set_property("sync", false);
         let (o, f) = (o.clone(), on_frame.clone());
+        let weak = pipeline.downgrade();
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |s| {
@@ -205,7 +212,9 @@ fn run_streams(
                         o.push(dets);
                         o.len()
                     };
-                    f(i, n);
+                    if let Some(p) = weak.upgrade() {
+                        f(&p, i, n);
+                    }
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
@@ -234,7 +243,7 @@ fn two_pipelines_share_one_remote_instance_and_batch() {
             remote_args(&url)
         )
     };
-    let (r, out, stats) = run_streams(&format!("{} {}", det(0), det(1)), 2, |_, _| {});
+    let (r, out, stats) = run_streams(&format!("{} {}", det(0), det(1)), 2, |_, _, _| {});
     r.unwrap();
     let local = detect_image(
         &media("images/bus.jpg"),
@@ -265,7 +274,7 @@ fn server_killed_and_restarted_mid_stream_recovers() {
         remote_args(&url)
     );
     let s2 = server.clone();
-    let (r, out, stats) = run_streams(&desc, 1, move |_, n| {
+    let (r, out, stats) = run_streams(&desc, 1, move |_, _, n| {
         if n == 5 {
             // Killed under the stream, back a second later on the same port.
             if let Some(mut s) = s2.lock().unwrap().take() {
@@ -305,7 +314,7 @@ fn server_gone_for_good_is_an_error_naming_it_or_frames_pass_when_asked() {
         let srv = Arc::new(Mutex::new(Some(server.child.id())));
         let killer = srv.clone();
         let started = Instant::now();
-        let (r, out, stats) = run_streams(&desc, 1, move |_, n| {
+        let (r, out, stats) = run_streams(&desc, 1, move |_, _, n| {
             if n == 3
                 && let Some(pid) = killer.lock().unwrap().take()
             {
@@ -357,4 +366,188 @@ fn unknown_model_on_the_server_is_an_error_naming_it() {
     let e = run_pipeline(&desc).unwrap_err();
     assert!(e.contains("yolov9-nope"), "{e}");
     assert!(e.contains(&url), "{e}");
+}
+
+/// A CA and a certificate it signed for localhost and 127.0.0.1, made with the openssl tool in
+/// a fresh folder: (folder, ca.pem, server.pem, server.key).
+fn tls_files() -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("gst-yolo-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run openssl (Debian: apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gst-yolo test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let f = |n: &str| dir.join(n);
+    (f(""), f("ca.pem"), f("server.pem"), f("server.key"))
+}
+
+#[test]
+fn tls_server_trusted_through_server_ca_file_gives_the_local_detections() {
+    let (dir, ca, cert, key) = tls_files();
+    let port = free_port();
+    let _server = Server::start_with(
+        port,
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let bus = media("images/bus.jpg");
+    let local = detect_image(
+        &bus,
+        "jpegdec",
+        "RGB",
+        &format!("model=\"{}\"", model("yolov8n.onnx").display()),
+    );
+    assert!(local.len() >= 4, "bus.jpg: {local:?}");
+    let tls = format!("grpcs://localhost:{port}");
+    let remote = detect_image(
+        &bus,
+        "jpegdec",
+        "RGB",
+        &format!("{} server-ca-file=\"{}\"", remote_args(&tls), ca.display()),
+    );
+    same(&remote, &local).unwrap_or_else(|e| panic!("over TLS vs local: {e}"));
+
+    // Without our CA the server's certificate is not trusted: an error naming the server.
+    let desc = format!(
+        "{} ! yolodetect {} ! appsink name=sink",
+        photo_stream(2),
+        remote_args(&tls)
+    );
+    let e = run_pipeline(&desc).unwrap_err();
+    assert!(e.contains(&tls), "{e}");
+    // Plain gRPC to the TLS port fails too, and says where.
+    let plain = format!("grpc://127.0.0.1:{port}");
+    let desc = format!(
+        "{} ! yolodetect {} ! appsink name=sink",
+        photo_stream(2),
+        remote_args(&plain)
+    );
+    let e = run_pipeline(&desc).unwrap_err();
+    assert!(e.contains(&plain), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn inference_server_set_while_playing_swaps_to_the_server_and_back() {
+    let url = shared_server();
+    let frames = 60;
+    let desc = format!(
+        "{} ! yolodetect name=det0 model=\"{}\" ! appsink name=sink0",
+        photo_stream(frames),
+        model("yolov8n.onnx").display()
+    );
+    // The provider serving each frame, read as it reaches the sink.
+    let served = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = served.clone();
+    let (r, out, stats) = run_streams(&desc, 1, move |p, _, n| {
+        let det = p.by_name("det0").unwrap();
+        let provider = det
+            .property::<Option<String>>("active-provider")
+            .unwrap_or_default();
+        let mut seen = seen.lock().unwrap();
+        seen.push(provider.clone());
+        let remote_frames = seen.iter().filter(|p| *p == "remote").count();
+        if n == 3 {
+            det.set_property("inference-server", &url);
+        } else if provider == "remote" && remote_frames == 5 {
+            // Back to the local session.
+            det.set_property("inference-server", None::<String>);
+        }
+    });
+    r.unwrap();
+    let served = served.lock().unwrap().clone();
+    // cpu, then remote, then cpu again: each swap happened at a frame boundary.
+    let mut runs: Vec<&str> = served.iter().map(String::as_str).collect();
+    runs.dedup();
+    assert_eq!(
+        runs,
+        ["cpu", "remote", "cpu"],
+        "providers per frame: {served:?}"
+    );
+    let local = detect_image(
+        &media("images/bus.jpg"),
+        "jpegdec",
+        "RGB",
+        &format!("model=\"{}\"", model("yolov8n.onnx").display()),
+    );
+    assert_eq!(out[0].len(), frames as usize);
+    for (f, d) in out[0].iter().enumerate() {
+        same(d, &local).unwrap_or_else(|e| panic!("frame {f} ({}): {e}", served[f]));
+    }
+    let swaps: u64 = stats[0].get("model-swaps").unwrap();
+    assert_eq!(swaps, 2, "{}", stats[0]);
 }

@@ -14,6 +14,8 @@ pub enum Provider {
     TensorRt,
     /// TensorRT, then CUDA, then CPU: the first that initialises.
     Auto,
+    /// An inference server runs the model (`RemoteConfig`); never asked of ONNX Runtime.
+    Remote,
 }
 
 impl Provider {
@@ -23,6 +25,7 @@ impl Provider {
             Provider::Cuda => "cuda",
             Provider::TensorRt => "tensorrt",
             Provider::Auto => "auto",
+            Provider::Remote => "remote",
         }
     }
 }

@@ -796,6 +796,12 @@ fn create_session(
                 cpu,
             ]
         }
+        Provider::Remote => {
+            return Err(provider_error(
+                provider,
+                "runs on an inference server, not in ONNX Runtime",
+            ));
+        }
     };
     // error_on_failure above: a GPU provider that fails to register is an error, never ONNX
     // Runtime's silent fall back to the CPU.

@@ -77,49 +77,50 @@ fn string_from(value: &glib::Value) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The properties; all change in NULL or READY (the connection is made at start).
+/// The properties. Set while PLAYING, all but `pass-on-error` connect anew in the background
+/// and swap at a frame boundary, as a new `model` does (`swap.rs`).
 pub fn properties() -> Vec<glib::ParamSpec> {
     let s = RemoteSettings::default();
     vec![
         glib::ParamSpecString::builder("inference-server")
             .nick("Inference server")
-            .blurb("grpc://host:port (or grpcs:// for TLS) of an Open Inference Protocol (KServe v2) server such as Triton or KServe that runs the model; frames are letterboxed here and sent as one request per batch. Empty runs the model locally")
-            .mutable_ready()
+            .blurb("grpc://host:port (or grpcs:// for TLS) of an Open Inference Protocol (KServe v2) server such as Triton or KServe that runs the model; frames are letterboxed here and sent as one request per batch. Empty runs the model locally. Set while PLAYING: a model swap (the new server is connected and checked while the old one serves)")
+            .mutable_playing()
             .build(),
         glib::ParamSpecString::builder("server-model")
             .nick("Server model")
             .blurb("Name of the model on the inference server; default: the model file's name without .onnx (model is then optional and only gives the class names)")
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecString::builder("server-model-version")
             .nick("Server model version")
             .blurb("Version of the model on the inference server; empty: the server's choice")
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecString::builder("server-ca-file")
             .nick("Server CA file")
             .blurb("PEM file of the CA that signed the inference server's certificate (grpcs://); empty: the system's CAs")
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecUInt::builder("server-request-timeout")
             .nick("Server request timeout")
             .blurb("Longest one inference request may take, in ms")
             .minimum(1)
             .default_value(s.request_timeout_ms)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecUInt::builder("server-retry-timeout")
             .nick("Server retry timeout")
             .blurb("How long a failing request (server away, overloaded, timed out) is retried, in ms, before the frame fails: an error on the bus, or with pass-on-error the frame goes on without detections")
             .default_value(s.retry_timeout_ms)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecUInt::builder("server-retry-backoff")
             .nick("Server retry backoff")
             .blurb("First wait between retries in ms; it doubles up to 1 s")
             .minimum(1)
             .default_value(s.retry_backoff_ms)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("pass-on-error")
             .nick("Pass on error")

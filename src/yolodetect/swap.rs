@@ -36,6 +36,13 @@ pub(super) const SWAP_PROPERTIES: &[&str] = &[
     "trt-engine-cache-dir",
     "trt-timing-cache",
     "trt-builder-optimization-level",
+    "inference-server",
+    "server-model",
+    "server-model-version",
+    "server-ca-file",
+    "server-request-timeout",
+    "server-retry-timeout",
+    "server-retry-backoff",
 ];
 
 /// The background load: at most one per element; a property set during a load loads again
@@ -59,6 +66,9 @@ fn restore_swap_settings(to: &mut Settings, from: &Settings) {
     to.inference_workers = from.inference_workers;
     to.gpu = from.gpu.clone();
     to.gpu.pipelined = pipelined;
+    let pass_on_error = to.remote.pass_on_error;
+    to.remote = from.remote.clone();
+    to.remote.pass_on_error = pass_on_error;
 }
 
 impl YoloDetect {
@@ -234,12 +244,15 @@ impl YoloDetect {
             old
         };
         let old_model = old.config().engine.model.clone();
-        // CPU instances go on the retire thread (dropping sessions takes milliseconds, and its
+        // CPU and remote instances go on the retire thread (dropping sessions takes milliseconds, and its
         // heap trim keeps swaps from growing memory). GPU ones are dropped here, as before:
         // on the H200, CUDA swaps grew host memory ~2.9 MiB each with the retire thread against
         // ~0.4 MiB without (a long-lived retire thread too), for reasons not traced yet
         // (BENCHMARKS.md, live operation).
-        if old.provider() == crate::engine::Provider::Cpu {
+        if matches!(
+            old.provider(),
+            crate::engine::Provider::Cpu | crate::engine::Provider::Remote
+        ) {
             Instance::retire(old);
         } else {
             drop(old);
