@@ -53,7 +53,7 @@ fn gpu_mib() -> Option<f64> {
 
 /// Resident memory samples over a run (and GPU memory, where measured).
 #[derive(Default)]
-struct Samples(Vec<f64>, Vec<f64>);
+struct Samples(Vec<f64>, Vec<f64>, usize);
 
 impl Samples {
     fn take(&mut self) {
@@ -64,25 +64,40 @@ impl Samples {
     }
 
     /// (after warm-up, end, max after warm-up - min after warm-up), where "after warm-up" and
-    /// "end" are the lowest sample of the 10% of samples after the first 10%, and of the last
-    /// 10%: a leak raises that floor, while a sample taken as a swap's old model is still being
-    /// released (on a thread of its own) only spikes above it.
+    /// "end" are a least-squares line through the samples after the first 10% (at least the
+    /// first `.2`), at its two
+    /// ends: a leak raises the line by what it leaked, while the allocator's ups and downs
+    /// (a heap trim that happened to give back more, a sample taken mid-swap) average out.
+    /// The lowest sample of the first and last tenth, used before, swung by +-12 MiB over
+    /// 50 swaps of an unchanged build.
     fn drift(&self) -> (f64, f64, f64) {
         let v = &self.0;
         if v.is_empty() {
             return (f64::NAN, f64::NAN, f64::NAN);
         }
-        let tenth = (v.len() / 10).max(1);
-        let floor = |w: &[f64]| w.iter().copied().fold(f64::MAX, f64::min);
-        let warm = &v[(v.len() / 10).min(v.len() - 1)..];
+        let warm = &v[(v.len() / 10).max(self.2).min(v.len() - 1)..];
         let max = warm.iter().copied().fold(f64::MIN, f64::max);
-        let min = floor(warm);
-        let first = floor(&warm[..tenth.min(warm.len())]);
-        let last = floor(&v[v.len() - tenth.min(v.len())..]);
-        (first, last, max - min)
+        let min = warm.iter().copied().fold(f64::MAX, f64::min);
+        let n = warm.len() as f64;
+        let mean_x = (n - 1.0) / 2.0;
+        let mean_y = warm.iter().sum::<f64>() / n;
+        let (sxy, sxx) = warm
+            .iter()
+            .enumerate()
+            .fold((0.0, 0.0), |(sxy, sxx), (i, y)| {
+                let dx = i as f64 - mean_x;
+                (sxy + dx * (y - mean_y), sxx + dx * dx)
+            });
+        let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        let first = mean_y - slope * mean_x;
+        (first, first + slope * (n - 1.0), max - min)
     }
 
     fn report(&self, phase: &str, extra: &str) {
+        if std::env::var_os("YOLO_SOAK_SAMPLES").is_some() {
+            let v: Vec<String> = self.0.iter().map(|x| format!("{x:.1}")).collect();
+            println!("samples {phase}: {}", v.join(" "));
+        }
         let (warm, last, spread) = self.drift();
         let gpu = match (self.1.get(self.1.len() / 10), self.1.last()) {
             (Some(w), Some(l)) => format!(
@@ -189,6 +204,15 @@ fn frames(o: &Opts, n: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Until the swapped-out instances are let go of (they are, on threads of their own): samples
+/// then show what swaps keep, not what they are still freeing.
+fn settle() {
+    let until = Instant::now() + Duration::from_secs(10);
+    while gstyolo::engine::instance::Instance::retiring() > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn swaps(o: &Opts, n: u64) -> Result<(), String> {
     let alt = o.alt.clone().ok_or("swaps needs --alt MODEL")?;
     let p = pipeline(o, None, "swaps")?;
@@ -207,8 +231,12 @@ fn swaps(o: &Opts, n: u64) -> Result<(), String> {
     p.set_state(gst::State::Playing)
         .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(500));
-    let mut samples = Samples::default();
-    let step = (n / 50).max(1);
+    // glibc's arenas fill over the first ~20 swaps (resident memory rises ~15 MiB, then stays:
+    // 1,000 swaps, BENCHMARKS.md): that is warm-up, however many swaps run.
+    let mut samples = Samples(Vec::new(), Vec::new(), 20);
+    // Every swap: cheap next to a load, and the drift line (see `Samples::drift`) averages
+    // over more points.
+    let step = 1;
     let t = Instant::now();
     let mut load_ms = Vec::new();
     for i in 0..n {
@@ -219,9 +247,11 @@ fn swaps(o: &Opts, n: u64) -> Result<(), String> {
             load_ms.push(s.get::<f64>("load-time-ms").unwrap_or(f64::NAN));
         }
         if i % step == 0 {
+            settle();
             samples.take();
         }
     }
+    settle();
     samples.take();
     let elapsed = t.elapsed().as_secs_f64();
     p.set_state(gst::State::Null).ok();

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -405,6 +406,9 @@ fn trim_heap() {}
 
 static INSTANCES: Mutex<Option<HashMap<String, Weak<Instance>>>> = Mutex::new(None);
 
+/// See [`Instance::retiring`].
+static RETIRING: AtomicUsize = AtomicUsize::new(0);
+
 impl Instance {
     /// The instance `id` names (made with `cfg` if none is running), or a private one for `None`.
     /// A running instance made with other options is an error naming each difference.
@@ -460,16 +464,25 @@ impl Instance {
     /// `MALLOC_ARENA_MAX=1`). A thread per swap measured better than one long-lived thread
     /// (1,000 swaps: +19 against +36 MiB; BENCHMARKS.md, live operation).
     pub fn retire(old: Arc<Instance>) {
+        RETIRING.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name("yolo-retire".into())
             .spawn(move || {
                 drop(old);
                 trim_heap();
+                RETIRING.fetch_sub(1, Ordering::SeqCst);
             });
         // Without a thread, the closure (and `old` with it) was dropped here already.
         if spawned.is_err() {
             trim_heap();
+            RETIRING.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+
+    /// Instances [`Instance::retire`] is still letting go of: a memory soak samples when none
+    /// is, so that it sees what a swap keeps rather than what it is still freeing.
+    pub fn retiring() -> usize {
+        RETIRING.load(Ordering::SeqCst)
     }
 
     /// The newest instance that replaced this one, if any.
@@ -643,7 +656,7 @@ impl Instance {
         };
         let metrics = Arc::new(InstanceMetrics::new(&instance_label(&id)));
         let log = Arc::new(Mutex::new(EventLog::default()));
-        let provider = Arc::new(Mutex::new(Provider::Cpu));
+        let provider = Arc::new(Mutex::new(Provider::Remote));
         let backends = (0..cfg.workers.max(1))
             .map(|_| Worker {
                 metrics: metrics.clone(),
