@@ -24,7 +24,10 @@ for l in sys.stdin:
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin"
 for e in $examples; do install -m755 "target/release/examples/$e" "$work/bin/"; done
-while read -r name exe; do install -m755 "$exe" "$work/bin/test-$name"; done <<<"$tests"
+while read -r name exe; do
+  [ -n "$exe" ] || continue # TESTS named none
+  install -m755 "$exe" "$work/bin/test-$name"
+done <<<"$tests"
 strip "$work"/bin/*
 mkdir -p "$g"
 tar -C "$work" -cf - bin | xz -6 -T2 > "$g/gst-yolo-bins.tar.xz"

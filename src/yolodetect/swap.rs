@@ -247,8 +247,7 @@ impl YoloDetect {
         // CPU and remote instances go on the retire thread (dropping sessions takes milliseconds, and its
         // heap trim keeps swaps from growing memory). GPU ones are dropped here, as before:
         // on the H200, CUDA swaps grew host memory ~2.9 MiB each with the retire thread against
-        // ~0.4 MiB without (a long-lived retire thread too), for reasons not traced yet
-        // (BENCHMARKS.md, live operation).
+        // ~165 KiB without, once warmed up (BENCHMARKS.md, live operation).
         if matches!(
             old.provider(),
             crate::engine::Provider::Cpu | crate::engine::Provider::Remote
