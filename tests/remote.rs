@@ -124,6 +124,26 @@ fn photo_stream(frames: u32) -> String {
     )
 }
 
+/// The bus error of a short stream through yolodetect on the server at `url`.
+fn start_error(url: &str) -> String {
+    let desc = format!(
+        "{} ! yolodetect {} ! appsink name=sink",
+        photo_stream(2),
+        remote_args(url)
+    );
+    run_pipeline(&desc).unwrap_err()
+}
+
+/// bus.jpg's detections with the local CPU session.
+fn local_bus() -> Vec<Detection> {
+    detect_image(
+        &media("images/bus.jpg"),
+        "jpegdec",
+        "RGB",
+        &format!("model=\"{}\"", model("yolov8n.onnx").display()),
+    )
+}
+
 fn same(a: &[Detection], b: &[Detection]) -> Result<(), String> {
     if a.len() != b.len() {
         return Err(format!("{} vs {} detections", a.len(), b.len()));
@@ -245,12 +265,7 @@ fn two_pipelines_share_one_remote_instance_and_batch() {
     };
     let (r, out, stats) = run_streams(&format!("{} {}", det(0), det(1)), 2, |_, _, _| {});
     r.unwrap();
-    let local = detect_image(
-        &media("images/bus.jpg"),
-        "jpegdec",
-        "RGB",
-        &format!("model=\"{}\"", model("yolov8n.onnx").display()),
-    );
+    let local = local_bus();
     for (s, o) in out.iter().enumerate() {
         assert_eq!(o.len(), frames as usize, "stream {s}");
         for (f, d) in o.iter().enumerate() {
@@ -346,12 +361,7 @@ fn server_gone_for_good_is_an_error_naming_it_or_frames_pass_when_asked() {
 #[test]
 fn unreachable_server_at_start_is_an_error_naming_the_address() {
     let url = format!("grpc://127.0.0.1:{}", free_port());
-    let desc = format!(
-        "{} ! yolodetect {} ! appsink name=sink",
-        photo_stream(2),
-        remote_args(&url)
-    );
-    let e = run_pipeline(&desc).unwrap_err();
+    let e = start_error(&url);
     assert!(e.contains(&url), "{e}");
     assert!(e.contains("cannot connect"), "{e}");
 }
@@ -464,17 +474,11 @@ fn tls_server_trusted_through_server_ca_file_gives_the_local_detections() {
             key.as_os_str(),
         ],
     );
-    let bus = media("images/bus.jpg");
-    let local = detect_image(
-        &bus,
-        "jpegdec",
-        "RGB",
-        &format!("model=\"{}\"", model("yolov8n.onnx").display()),
-    );
+    let local = local_bus();
     assert!(local.len() >= 4, "bus.jpg: {local:?}");
     let tls = format!("grpcs://localhost:{port}");
     let remote = detect_image(
-        &bus,
+        &media("images/bus.jpg"),
         "jpegdec",
         "RGB",
         &format!("{} server-ca-file=\"{}\"", remote_args(&tls), ca.display()),
@@ -482,21 +486,11 @@ fn tls_server_trusted_through_server_ca_file_gives_the_local_detections() {
     same(&remote, &local).unwrap_or_else(|e| panic!("over TLS vs local: {e}"));
 
     // Without our CA the server's certificate is not trusted: an error naming the server.
-    let desc = format!(
-        "{} ! yolodetect {} ! appsink name=sink",
-        photo_stream(2),
-        remote_args(&tls)
-    );
-    let e = run_pipeline(&desc).unwrap_err();
+    let e = start_error(&tls);
     assert!(e.contains(&tls), "{e}");
     // Plain gRPC to the TLS port fails too, and says where.
     let plain = format!("grpc://127.0.0.1:{port}");
-    let desc = format!(
-        "{} ! yolodetect {} ! appsink name=sink",
-        photo_stream(2),
-        remote_args(&plain)
-    );
-    let e = run_pipeline(&desc).unwrap_err();
+    let e = start_error(&plain);
     assert!(e.contains(&plain), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -538,12 +532,7 @@ fn inference_server_set_while_playing_swaps_to_the_server_and_back() {
         ["cpu", "remote", "cpu"],
         "providers per frame: {served:?}"
     );
-    let local = detect_image(
-        &media("images/bus.jpg"),
-        "jpegdec",
-        "RGB",
-        &format!("model=\"{}\"", model("yolov8n.onnx").display()),
-    );
+    let local = local_bus();
     assert_eq!(out[0].len(), frames as usize);
     for (f, d) in out[0].iter().enumerate() {
         same(d, &local).unwrap_or_else(|e| panic!("frame {f} ({}): {e}", served[f]));

@@ -462,8 +462,14 @@ impl Instance {
     /// thread, and glibc keeps memory freed in that thread's arena: without the trim, resident
     /// memory grew ~145 KiB per swap on the CPU (1,000 swaps: +142 MiB; +2 MiB for 300 with
     /// `MALLOC_ARENA_MAX=1`). A thread per swap measured better than one long-lived thread
-    /// (1,000 swaps: +19 against +36 MiB; BENCHMARKS.md, live operation).
+    /// (1,000 swaps: +19 against +36 MiB; BENCHMARKS.md, live operation). GPU instances are
+    /// dropped on the caller's thread instead: on the H200, CUDA swaps grew host memory
+    /// ~2.9 MiB each with the retire thread against ~165 KiB without, once warmed up.
     pub fn retire(old: Arc<Instance>) {
+        if matches!(old.provider(), Provider::Cuda | Provider::TensorRt) {
+            drop(old);
+            return;
+        }
         RETIRING.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name("yolo-retire".into())

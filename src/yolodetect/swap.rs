@@ -244,18 +244,7 @@ impl YoloDetect {
             old
         };
         let old_model = old.config().engine.model.clone();
-        // CPU and remote instances go on the retire thread (dropping sessions takes milliseconds, and its
-        // heap trim keeps swaps from growing memory). GPU ones are dropped here, as before:
-        // on the H200, CUDA swaps grew host memory ~2.9 MiB each with the retire thread against
-        // ~165 KiB without, once warmed up (BENCHMARKS.md, live operation).
-        if matches!(
-            old.provider(),
-            crate::engine::Provider::Cpu | crate::engine::Provider::Remote
-        ) {
-            Instance::retire(old);
-        } else {
-            drop(old);
-        }
+        Instance::retire(old);
         {
             let mut cur = self.settings.lock();
             cur.model = s.model.clone();
